@@ -1,0 +1,135 @@
+"""Configuration: ``MemoryConfig`` (pydantic, unknown keys rejected), from a dict, a file or env.
+
+The shape follows mem0's so an existing config carries over::
+
+    Memory.from_config({
+        "vector_store": {"provider": "sqlite", "config": {"path": "/data/memlane.db"}},
+        "embedder": {"provider": "huggingface", "config": {"model": "all-MiniLM-L6-v2"}},
+    })
+
+Environment: ``MEMLANE_HOME`` (default ``~/.memlane``) is where the default database lives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from memlane.core.ranking import RankingParams
+from memlane.errors import ConfigError
+
+__all__ = ["EmbedderConfig", "MemoryConfig", "RankingConfig", "StoreConfig", "default_home"]
+
+
+def default_home() -> Path:
+    """``$MEMLANE_HOME`` or ``~/.memlane`` (read when called, never created here)."""
+    env = os.environ.get("MEMLANE_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".memlane"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbedderConfig(_Strict):
+    """Which embedder provider to build, and its options."""
+
+    provider: str = "onnx-minilm"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class SQLiteStoreOptions(_Strict):
+    """Options of the embedded SQLite store."""
+
+    path: str | None = None
+    busy_timeout: float = Field(30.0, gt=0)
+    durability: Literal["full", "normal"] = "full"
+
+
+class StoreConfig(_Strict):
+    """The storage backend (mem0's ``vector_store`` key)."""
+
+    provider: Literal["sqlite"] = "sqlite"
+    config: SQLiteStoreOptions = Field(default_factory=SQLiteStoreOptions)
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _known(cls, value: object) -> object:
+        if value != "sqlite":
+            raise ValueError(f"unsupported store provider {value!r}; available: 'sqlite'")
+        return value
+
+
+class RankingConfig(_Strict):
+    """Search ranking weights and calibration (see ``memlane.core.ranking``)."""
+
+    dense_weight: float = Field(RankingParams.dense_weight, ge=0)
+    keyword_weight: float = Field(RankingParams.keyword_weight, ge=0)
+    entity_weight: float = Field(RankingParams.entity_weight, ge=0)
+    dense_floor: float = Field(RankingParams.dense_floor, ge=-1, lt=1)
+    dense_ceiling: float = Field(RankingParams.dense_ceiling, gt=-1, le=1)
+    candidates: int = Field(RankingParams.candidates, ge=1, le=10_000)
+
+    def params(self) -> RankingParams:
+        """As the core's frozen dataclass."""
+        return RankingParams(**self.model_dump())
+
+
+class MemoryConfig(_Strict):
+    """Everything ``Memory.from_config`` accepts."""
+
+    home: str | None = None
+    vector_store: StoreConfig = Field(default_factory=StoreConfig)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    llm: dict[str, Any] | None = None
+    ranking: RankingConfig = Field(default_factory=RankingConfig)
+    version: str | None = Field(None, description="accepted for mem0 compatibility; not used")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryConfig:
+        """Validate a config dict.
+
+        Raises:
+            ConfigError: unknown keys, wrong types or values, with the offending path.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"config must be a dict, got {type(data).__name__}")
+        data = dict(data)
+        if "history_db_path" in data:
+            raise ConfigError(
+                "history_db_path is not needed: memlane keeps history in the same database, "
+                "in the same transaction as the memory; remove the key"
+            )
+        if "store" in data and "vector_store" not in data:
+            data["vector_store"] = data.pop("store")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"invalid memlane config: {problems}") from exc
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> MemoryConfig:
+        """Read a JSON config file.
+
+        Raises:
+            ConfigError: unreadable file, invalid JSON or invalid config.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        return cls.from_dict(data)
+
+    def database_path(self) -> Path:
+        """Where the SQLite file lives: the store's ``path``, else ``<home>/memlane.db``."""
+        if self.vector_store.config.path:
+            return Path(self.vector_store.config.path).expanduser()
+        home = Path(self.home).expanduser() if self.home else default_home()
+        return home / "memlane.db"

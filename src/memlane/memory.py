@@ -1,0 +1,409 @@
+"""``Memory``: the embedded, synchronous memory engine.
+
+It validates input, embeds outside any transaction, and hands each operation's writes to the
+store as one transaction. ``AsyncMemory`` drives this same object from a thread pool, so there is
+one pipeline, not two.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+from memlane.config import MemoryConfig
+from memlane.core.filters import Node, parse_filter, to_iso
+from memlane.core.inputs import (
+    check_limit,
+    check_metadata,
+    check_text,
+    check_threshold,
+    normalise_messages,
+    parse_time,
+    resolve_expiry,
+)
+from memlane.core.ranking import Candidate, RankingParams, rank
+from memlane.core.records import NewMemory
+from memlane.core.scope import resolve_scope
+from memlane.core.text import analyse, content_hash, entity_terms, query_terms
+from memlane.errors import ConfigError, InvalidRequest, LLMRequired, MemoryNotFound
+from memlane.protocols import Embedder
+from memlane.providers import registry
+from memlane.stores.sqlite import SQLiteStore
+from memlane.types import AddResult, AddResultItem, HistoryEvent, MemoryItem, Scope, SearchResult
+
+__all__ = ["Memory"]
+
+
+def _index_text(content: str, name: str | None) -> str:
+    # The speaker is part of what a message says: "Caroline: I joined a support group" is found
+    # by "what did Caroline join?" although the message never names her.
+    return f"{name}: {content}" if name else content
+
+
+class Memory:
+    """A memory store for LLM apps: add, search, get, update, delete, history.
+
+    Args:
+        path: the SQLite file (default ``$MEMLANE_HOME/memlane.db``, ``~/.memlane/memlane.db``).
+        embedder: any :class:`memlane.protocols.Embedder` (default: local all-MiniLM-L6-v2).
+        store: a store object (default: :class:`SQLiteStore` at ``path``).
+        config: a :class:`MemoryConfig` or config dict (see ``from_config``).
+        llm: reserved for fact extraction; not available in this version.
+        clock: returns "now" as an aware datetime (tests inject one).
+
+    Nothing is created on disk and no model loads until the first operation.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        embedder: Embedder | None = None,
+        store: SQLiteStore | None = None,
+        config: MemoryConfig | Mapping[str, Any] | None = None,
+        llm: object | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        cfg = config if isinstance(config, MemoryConfig) else MemoryConfig.from_dict(dict(config or {}))
+        if llm is not None or cfg.llm is not None:
+            raise ConfigError(
+                "LLM fact extraction is not available in this memlane version; "
+                "remove 'llm' and add messages verbatim"
+            )
+        if path is not None and store is not None:
+            raise InvalidRequest("give path or store, not both")
+        self.config = cfg
+        self._embedder = embedder or registry.embedder(cfg.embedder.provider, cfg.embedder.config)
+        if store is None:
+            opts = cfg.vector_store.config
+            db = Path(path).expanduser() if path is not None else cfg.database_path()
+            store = SQLiteStore(db, busy_timeout=opts.busy_timeout, durability=opts.durability)
+        self._store = store
+        self._ranking: RankingParams = cfg.ranking.params()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._llm = None
+        self._opened = False
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | MemoryConfig, **overrides: Any) -> Memory:
+        """Build from a (mem0-shaped) config dict; keyword overrides go to the constructor.
+
+        Raises:
+            ConfigError: the config is invalid.
+        """
+        return cls(config=config, **overrides)
+
+    @property
+    def store(self) -> SQLiteStore:
+        """The storage backend."""
+        return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedding provider."""
+        return self._embedder
+
+    def _open(self) -> SQLiteStore:
+        if not self._opened:
+            self._store.open(self._embedder.model_id, self._embedder.dimension)
+            self._opened = True
+        return self._store
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+    def close(self) -> None:
+        """Release the database connection."""
+        self._store.close()
+        self._opened = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes --------------------------------------------------------------------------
+    def add(
+        self,
+        messages: str | Mapping[str, Any] | list[Mapping[str, Any]],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
+        infer: bool | None = None,
+        timestamp: datetime | str | float | None = None,
+        expires_at: datetime | str | float | None = None,
+        ttl: float | Any | None = None,
+    ) -> AddResult:
+        """Remember messages in a scope.
+
+        Without an LLM each message is stored verbatim as its own memory (role and name kept);
+        an exact duplicate already in the scope is not stored again (event ``NONE``).
+
+        Args:
+            messages: a string, a ``{"role", "content", "name"?}`` dict, or a list of them.
+            user_id, agent_id, run_id: the scope (at least one; also accepted inside ``filters``).
+            metadata: a JSON object stored with every memory of this call.
+            infer: extract facts with the LLM (default: when one is configured).
+            timestamp: when the remembered thing happened (default: now).
+            expires_at, ttl: when the memories stop being returned (a time, or seconds from now).
+        Returns:
+            ``{"results": [{"id", "memory", "event"}], "mode": "verbatim"}``.
+        Raises:
+            ScopeRequired, ScopeConflict, InvalidRequest, LLMRequired, StoreError.
+        """
+        scope, rest = resolve_scope(
+            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, required=True, operation="add"
+        )
+        if rest:
+            raise InvalidRequest(f"add() takes only scope ids in filters, got {sorted(rest)}; use metadata")
+        if infer is True and self._llm is None:
+            raise LLMRequired(
+                "infer=True needs an LLM to extract facts and none is configured; "
+                "pass infer=False to store the messages verbatim"
+            )
+        msgs = normalise_messages(messages)
+        meta = check_metadata(metadata)
+        now = self._now()
+        when = parse_time(timestamp, "timestamp") if timestamp is not None else now
+        expiry = resolve_expiry(expires_at, ttl, now)
+        texts = [_index_text(m.content, m.name) for m in msgs]
+        store = self._open()
+        vectors = self._embedder.embed(texts, kind="document")
+        created = to_iso(now)
+        rows = [
+            NewMemory(
+                id=str(uuid.uuid4()),
+                memory=m.content,
+                search_text=analyse(text),
+                hash=content_hash(m.content),
+                embedding=vectors[i],
+                user_id=scope.user_id,
+                agent_id=scope.agent_id,
+                run_id=scope.run_id,
+                role=m.role,
+                actor_id=m.name,
+                metadata=meta,
+                created_at=created,
+                timestamp=to_iso(when),
+                expires_at=to_iso(expiry) if expiry else None,
+            )
+            for i, (m, text) in enumerate(zip(msgs, texts, strict=True))
+        ]
+        outcomes = store.insert(rows, now)
+        results = [
+            AddResultItem(id=mid, memory=row.memory, event=event)
+            for row, (mid, event) in zip(rows, outcomes, strict=True)
+        ]
+        return AddResult(results=results, mode="verbatim")
+
+    def update(self, memory_id: str, data: str, *, metadata: Mapping[str, Any] | None = None) -> MemoryItem:
+        """Replace a memory's text (and its metadata, when given); history keeps the old text.
+
+        Returns:
+            The updated memory.
+        Raises:
+            MemoryNotFound: no memory has this id.
+            InvalidRequest: empty text, or text that duplicates another memory of the scope.
+        """
+        check_text(memory_id, "memory_id")
+        text = check_text(data, "data")
+        meta = check_metadata(metadata) if metadata is not None else None
+        store = self._open()
+        current = store.get(memory_id)
+        if current is None:
+            raise MemoryNotFound(f"no memory with id {memory_id!r}")
+        vector = self._embedder.embed([_index_text(text, current.actor_id)], kind="document")[0]
+        _, after = store.update(
+            memory_id,
+            text=text,
+            search_text=analyse(_index_text(text, current.actor_id)),
+            content_hash=content_hash(text),
+            embedding=vector,
+            metadata=meta,
+            now=self._now(),
+        )
+        return after.to_item()
+
+    def delete(self, memory_id: str, *, purge: bool = False) -> dict[str, str]:
+        """Delete one memory everywhere (row, vector, keyword index).
+
+        History records the deletion and, unless ``purge=True``, keeps the deleted text (so
+        ``history()`` still shows what was said); ``purge=True`` erases the text from history too.
+
+        Raises:
+            MemoryNotFound: no memory has this id.
+        """
+        check_text(memory_id, "memory_id")
+        self._open().delete(memory_id, purge=purge, now=self._now())
+        return {"message": f"memory {memory_id} deleted"}
+
+    def delete_all(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        purge: bool = False,
+    ) -> dict[str, Any]:
+        """Delete every memory of a scope; ``purge=True`` also erases the scope's history text.
+
+        ``delete_all(user_id="alice", purge=True)`` is the right to be forgotten: no text of
+        alice's remains in memories, the keyword index, history or the write-ahead log.
+
+        Raises:
+            ScopeRequired: no scope given (there is no "delete everything" here: use ``reset``).
+        """
+        scope, rest = resolve_scope(
+            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, required=True,
+            operation="delete_all",
+        )
+        if rest:
+            raise InvalidRequest(f"delete_all() takes only scope ids in filters, got {sorted(rest)}")
+        count = self._open().delete_scope(scope, purge=purge, now=self._now())
+        return {"message": f"{count} memories deleted", "deleted": count}
+
+    def reset(self) -> None:
+        """Delete everything in the store (all scopes, all history)."""
+        self._open().reset()
+        self._opened = False
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, memory_id: str) -> MemoryItem:
+        """One memory by id.
+
+        Raises:
+            MemoryNotFound: no memory has this id.
+        """
+        check_text(memory_id, "memory_id")
+        found = self._open().get(memory_id)
+        if found is None:
+            raise MemoryNotFound(f"no memory with id {memory_id!r}")
+        return found.to_item()
+
+    def get_all(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 100,
+    ) -> SearchResult:
+        """Memories of a scope, newest first, optionally filtered on metadata (unexpired only).
+
+        Raises:
+            ScopeRequired, ScopeConflict, InvalidFilter, InvalidRequest.
+        """
+        scope, node = self._scope_and_filter(user_id, agent_id, run_id, filters, "get_all")
+        rows = self._open().list(scope, node, limit=check_limit(limit), now=self._now())
+        return SearchResult(results=[r.to_item() for r in rows])
+
+    def history(self, memory_id: str) -> list[HistoryEvent]:
+        """Every change to a memory, oldest first (also after it was deleted)."""
+        check_text(memory_id, "memory_id")
+        return self._open().history(memory_id)
+
+    def _scope_and_filter(
+        self,
+        user_id: str | None,
+        agent_id: str | None,
+        run_id: str | None,
+        filters: Mapping[str, Any] | None,
+        operation: str,
+    ) -> tuple[Scope, Node | None]:
+        scope, rest = resolve_scope(
+            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, required=True, operation=operation
+        )
+        return scope, (parse_filter(rest) if rest else None)
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        limit: int = 10,
+        threshold: float | None = None,
+        explain: bool = False,
+        recency_weight: float = 0.0,
+        half_life_days: float = 30.0,
+    ) -> SearchResult:
+        """The memories of a scope most relevant to ``query``, best first.
+
+        Dense (embedding) and keyword (BM25) search both propose candidates; each candidate gets
+        one score in [0, 1] from meaning, keywords and named entities (and recency when
+        ``recency_weight > 0``), comparable across queries.
+
+        Args:
+            query: the text to search for.
+            filters: metadata filter (see ``memlane.core.filters``), applied inside the store.
+            limit: at most this many results.
+            threshold: drop results scoring below it.
+            explain: add each signal's contribution to every result under ``explain``.
+            recency_weight: weight of recency (0 = off) relative to the other signals (sum ~1).
+            half_life_days: age at which the recency signal halves.
+        Raises:
+            ScopeRequired, ScopeConflict, InvalidFilter, InvalidRequest.
+        """
+        text = check_text(query, "query")
+        scope, node = self._scope_and_filter(user_id, agent_id, run_id, filters, "search")
+        limit = check_limit(limit, maximum=1000)
+        cutoff = check_threshold(threshold)
+        if not isinstance(recency_weight, int | float) or not 0 <= recency_weight <= 10:
+            raise InvalidRequest("recency_weight must be a number from 0 to 10")
+        if not isinstance(half_life_days, int | float) or half_life_days <= 0:
+            raise InvalidRequest("half_life_days must be a positive number")
+        store = self._open()
+        now = self._now()
+        qvec = self._embedder.embed([text], kind="query")[0]
+        k = max(self._ranking.candidates, 3 * limit)
+        terms = query_terms(text)
+        sources: dict[int, list[str]] = {}
+        cosine: dict[int, float] = {}
+        for rid, cos in store.dense(scope, node, qvec, k, now):
+            cosine[rid] = cos
+            sources.setdefault(rid, []).append("dense")
+        for rid in store.keyword(scope, node, terms, k, now):
+            sources.setdefault(rid, []).append("keyword")
+        missing = [rid for rid in sources if rid not in cosine]
+        cosine.update(store.cosines(qvec, missing))
+        rows = store.fetch(sources)
+        n_docs, avg_len, df = store.term_stats(terms)
+        candidates = [
+            Candidate(
+                id=str(rid),
+                cosine=cosine.get(rid, 0.0),
+                terms=row.search_text.split(),
+                timestamp_epoch=datetime.fromisoformat(row.timestamp).timestamp(),
+                sources=tuple(sources[rid]),
+            )
+            for rid, row in rows.items()
+        ]
+        ranked = rank(
+            candidates, query_terms=terms, entities=entity_terms(text), df=df, n_docs=n_docs, avg_len=avg_len,
+            params=self._ranking, recency_weight=float(recency_weight), half_life_days=float(half_life_days),
+            now_epoch=now.timestamp(),
+        )
+        results: list[MemoryItem] = []
+        for rid, score, why in ranked:
+            if cutoff is not None and score < cutoff:
+                break
+            item = rows[int(rid)].to_item()
+            item["score"] = round(score, 6)
+            if explain:
+                item["explain"] = why
+            results.append(item)
+            if len(results) == limit:
+                break
+        return SearchResult(results=results)

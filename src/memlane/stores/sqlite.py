@@ -1,0 +1,483 @@
+"""The embedded store: one SQLite file (WAL) holding memories, vectors, keyword index and history.
+
+Every public write is one ``BEGIN IMMEDIATE`` transaction: the memory row, its vector, its
+full-text row (by trigger), its change-log entry (by trigger) and its history event commit
+together or not at all. ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers never
+deadlock on a lock upgrade, and the busy timeout makes a writer wait for another process instead
+of failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from memlane.core.filters import Node, compile_sqlite, to_iso
+from memlane.core.records import NewMemory, StoredMemory
+from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryNotFound, StoreBusy, StoreError
+from memlane.protocols import Vector
+from memlane.stores.sqlite_schema import connect, migrate
+from memlane.stores.vector_cache import CachedRow, VectorCache
+from memlane.types import AddEvent, HistoryEvent, Scope
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+_COLUMNS = (
+    "m.rid, m.id, m.user_id, m.agent_id, m.run_id, m.actor_id, m.role, m.memory, m.hash, m.metadata, "
+    "m.created_at, m.updated_at, m.timestamp, m.expires_at, m.search_text"
+)
+_FILTER_COLUMNS = {
+    "id": "m.id",
+    "memory": "m.memory",
+    "role": "m.role",
+    "actor_id": "NULLIF(m.actor_id, '')",
+    "created_at": "m.created_at",
+    "updated_at": "m.updated_at",
+    "timestamp": "m.timestamp",
+    "expires_at": "m.expires_at",
+}
+_CHANGES_KEPT = 200_000
+
+
+def _none(value: str) -> str | None:
+    return value or None
+
+
+def _row_to_memory(row: Sequence[Any]) -> StoredMemory:
+    return StoredMemory(
+        id=row[1],
+        user_id=_none(row[2]),
+        agent_id=_none(row[3]),
+        run_id=_none(row[4]),
+        actor_id=_none(row[5]),
+        role=row[6],
+        memory=row[7],
+        hash=row[8],
+        metadata=json.loads(row[9]),
+        created_at=row[10],
+        updated_at=row[11],
+        timestamp=row[12],
+        expires_at=row[13],
+        search_text=row[14],
+    )
+
+
+def _scope_sql(scope: Scope, alias: str = "m") -> tuple[str, list[Any]]:
+    parts, params = [], []
+    for key, value in scope.as_dict().items():
+        if value is not None:
+            parts.append(f"{alias}.{key} = ?")
+            params.append(value)
+    return " AND ".join(parts) or "1", params
+
+
+def _epoch(iso: str | None) -> float:
+    return datetime.fromisoformat(iso).timestamp() if iso else math.inf
+
+
+class SQLiteStore:
+    """Memories in one SQLite file. Nothing touches the disk until the first operation.
+
+    Args:
+        path: the database file; its directory is created on first use.
+        busy_timeout: seconds a writer waits for another writer before ``StoreBusy``.
+        durability: ``"full"`` fsyncs every commit (no acknowledged write is lost on power
+            failure); ``"normal"`` is faster and survives process crashes but not power loss.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0, durability: str = "full") -> None:
+        if durability not in ("full", "normal"):
+            raise InvalidRequest(f"durability must be 'full' or 'normal', got {durability!r}")
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.durability = durability
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+        self._cache: VectorCache | None = None
+
+    # -- connection and transactions ------------------------------------------------------
+    def open(self, embedder_id: str, dimension: int) -> None:
+        """Create or open the file, migrate it, and check it was written by this embedder.
+
+        Raises:
+            EmbedderMismatch: the store records a different embedder id or dimension.
+        """
+        with self._lock:
+            if self._conn is not None:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = connect(str(self.path), busy_timeout=self.busy_timeout, durability=self.durability)
+            try:
+                migrate(conn)
+                self._conn = conn
+                self._check_embedder(embedder_id, dimension)
+            except BaseException:
+                self._conn = None
+                conn.close()
+                raise
+            self._cache = VectorCache(dimension)
+
+    def _check_embedder(self, embedder_id: str, dimension: int) -> None:
+        def check(conn: sqlite3.Connection) -> None:
+            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key LIKE 'embedder_%'").fetchall())
+            if not meta:
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("embedder_id", embedder_id), ("embedder_dimension", str(dimension))],
+                )
+            elif meta.get("embedder_id") != embedder_id or meta.get("embedder_dimension") != str(dimension):
+                raise EmbedderMismatch(
+                    f"{self.path} was written with embedder {meta.get('embedder_id')!r} "
+                    f"({meta.get('embedder_dimension')} dimensions) but this Memory uses {embedder_id!r} "
+                    f"({dimension}); configure the original embedder, or use a new path for the new one"
+                )
+
+        self._write(check)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the store is not open; call open() first (Memory does this for you)")
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection (the store reopens on the next ``open``)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+                self._cache = None
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        deadline = time.monotonic() + self.busy_timeout
+        with self._lock:
+            conn = self.conn
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise StoreError(f"could not start a write on {self.path}: {exc}") from exc
+                    if time.monotonic() > deadline:
+                        raise StoreBusy(
+                            f"{self.path} stayed locked by other writers for {self.busy_timeout}s; "
+                            "retry, or raise busy_timeout"
+                        ) from exc
+                    time.sleep(0.01)
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"write to {self.path} failed and was rolled back: {exc}") from exc
+                raise
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self.conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"read from {self.path} failed: {exc}") from exc
+
+    # -- writes --------------------------------------------------------------------------
+    def insert(self, rows: Sequence[NewMemory], now: datetime) -> list[tuple[str, AddEvent]]:
+        """Insert memories in one transaction; an exact duplicate in the scope yields (its id, NONE)."""
+        now_iso = to_iso(now)
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, AddEvent]]:
+            out: list[tuple[str, AddEvent]] = []
+            for r in rows:
+                key = (r.user_id or "", r.agent_id or "", r.run_id or "", r.actor_id or "", r.hash)
+                existing = conn.execute(
+                    "SELECT id, expires_at FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? "
+                    "AND actor_id = ? AND hash = ?",
+                    key,
+                ).fetchone()
+                if existing and (existing[1] is None or existing[1] > now_iso):
+                    out.append((existing[0], "NONE"))
+                    continue
+                if existing:  # an expired copy: it is gone for readers, so replace it
+                    self._delete_rows(conn, "m.id = ?", [existing[0]], now_iso)
+                conn.execute(
+                    "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, "
+                    "n_terms, hash, metadata, created_at, updated_at, timestamp, expires_at, embedding) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (r.id, *key[:4], r.role, r.memory, r.search_text, len(r.search_text.split()), r.hash,
+                     json.dumps(r.metadata, ensure_ascii=False), r.created_at, r.created_at, r.timestamp,
+                     r.expires_at, r.embedding.astype("<f4").tobytes()),
+                )
+                conn.execute(
+                    "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, user_id, "
+                    "agent_id, run_id) VALUES (?, 'ADD', NULL, ?, ?, ?, ?, ?)",
+                    (r.id, r.memory, r.created_at, *key[:3]),
+                )
+                out.append((r.id, "ADD"))
+            self._prune_changes(conn)
+            return out
+
+        return self._write(run)
+
+    def update(
+        self,
+        memory_id: str,
+        *,
+        text: str,
+        search_text: str,
+        content_hash: str,
+        embedding: Vector,
+        metadata: dict[str, Any] | None,
+        now: datetime,
+    ) -> tuple[StoredMemory, StoredMemory]:
+        """Replace a memory's text (and metadata when given); returns (before, after).
+
+        Raises:
+            MemoryNotFound: no such id.
+            InvalidRequest: the new text duplicates another memory of the same scope.
+        """
+        now_iso = to_iso(now)
+
+        def run(conn: sqlite3.Connection) -> tuple[StoredMemory, StoredMemory]:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,)).fetchone()
+            if row is None:
+                raise MemoryNotFound(f"no memory with id {memory_id!r}")
+            before = _row_to_memory(row)
+            clash = conn.execute(
+                "SELECT id FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? AND actor_id = ? "
+                "AND hash = ? AND id != ?",
+                (row[2], row[3], row[4], row[5], content_hash, memory_id),
+            ).fetchone()
+            if clash:
+                raise InvalidRequest(
+                    f"the new text duplicates memory {clash[0]!r} in the same scope; delete one of them instead"
+                )
+            meta_json = json.dumps(metadata if metadata is not None else before.metadata, ensure_ascii=False)
+            conn.execute(
+                "UPDATE memories SET memory = ?, search_text = ?, n_terms = ?, hash = ?, metadata = ?, "
+                "updated_at = ?, embedding = ? WHERE id = ?",
+                (text, search_text, len(search_text.split()), content_hash, meta_json, now_iso,
+                 embedding.astype("<f4").tobytes(), memory_id),
+            )
+            conn.execute(
+                "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, "
+                "run_id) VALUES (?, 'UPDATE', ?, ?, ?, ?, ?, ?)",
+                (memory_id, before.memory, text, now_iso, row[2], row[3], row[4]),
+            )
+            after = _row_to_memory(
+                conn.execute(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,)).fetchone()
+            )
+            return before, after
+
+        return self._write(run)
+
+    def _delete_rows(self, conn: sqlite3.Connection, where: str, params: list[Any], now_iso: str) -> int:
+        conn.execute(
+            "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, run_id) "
+            f"SELECT m.id, 'DELETE', m.memory, NULL, ?, m.user_id, m.agent_id, m.run_id FROM memories m WHERE {where}",
+            [now_iso, *params],
+        )
+        cur = conn.execute(f"DELETE FROM memories AS m WHERE {where}", params)
+        return cur.rowcount
+
+    def delete(self, memory_id: str, *, purge: bool, now: datetime) -> StoredMemory:
+        """Delete one memory (history records it); ``purge`` also erases its text from history.
+
+        Raises:
+            MemoryNotFound: no such id.
+        """
+
+        def run(conn: sqlite3.Connection) -> StoredMemory:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,)).fetchone()
+            if row is None:
+                raise MemoryNotFound(f"no memory with id {memory_id!r}")
+            self._delete_rows(conn, "m.id = ?", [memory_id], to_iso(now))
+            if purge:
+                self._redact(conn, "memory_id = ?", [memory_id])
+            return _row_to_memory(row)
+
+        found = self._write(run)
+        if purge:
+            self._scrub()
+        return found
+
+    def delete_scope(self, scope: Scope, *, purge: bool, now: datetime) -> int:
+        """Delete every memory in ``scope``; returns how many. ``purge`` redacts the scope's history."""
+        where, params = _scope_sql(scope)
+
+        def run(conn: sqlite3.Connection) -> int:
+            count = self._delete_rows(conn, where, params, to_iso(now))
+            if purge:
+                hwhere, hparams = _scope_sql(scope, alias="history")
+                self._redact(conn, hwhere, hparams)
+            return count
+
+        count = self._write(run)
+        if purge:
+            self._scrub()
+        return count
+
+    @staticmethod
+    def _redact(conn: sqlite3.Connection, where: str, params: list[Any]) -> None:
+        conn.execute(f"UPDATE history SET old_memory = NULL, new_memory = NULL, redacted = 1 WHERE {where}", params)
+
+    def _scrub(self) -> None:
+        """After a purge: merge the keyword index (drops deleted terms) and empty the WAL."""
+        self._write(lambda c: c.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')"))
+        with self._lock:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def reset(self) -> None:
+        """Delete every memory, history event and the embedder record: an empty store."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM memories")
+            conn.execute("DELETE FROM history")
+            conn.execute("DELETE FROM meta WHERE key LIKE 'embedder_%'")
+
+        self._write(run)
+        self._scrub()
+        with self._lock:
+            self.conn.close()
+            self._conn = None
+            self._cache = None
+
+    def _prune_changes(self, conn: sqlite3.Connection) -> None:
+        # Caches that fall behind the pruned log reload in full (see _sync).
+        low, top = conn.execute("SELECT min(seq), max(seq) FROM changes").fetchone()
+        if top is not None and top - low > 2 * _CHANGES_KEPT:
+            conn.execute("DELETE FROM changes WHERE seq <= ?", (top - _CHANGES_KEPT,))
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, memory_id: str) -> StoredMemory | None:
+        """One memory by id, or None."""
+        rows = self._read(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,))
+        return _row_to_memory(rows[0]) if rows else None
+
+    def _where(self, scope: Scope, node: Node | None, now: datetime | None) -> tuple[str, list[Any]]:
+        where, params = _scope_sql(scope)
+        if now is not None:
+            where += " AND (m.expires_at IS NULL OR m.expires_at > ?)"
+            params.append(to_iso(now))
+        if node is not None:
+            sql, fparams = compile_sqlite(node, metadata_column="m.metadata", columns=_FILTER_COLUMNS)
+            where += f" AND ({sql})"
+            params.extend(fparams)
+        return where, params
+
+    def list(self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None) -> list[StoredMemory]:
+        """Memories in scope matching the filter, newest first; ``now=None`` includes expired ones."""
+        where, params = self._where(scope, node, now)
+        sql = f"SELECT {_COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at DESC, m.rid DESC LIMIT ?"
+        return [_row_to_memory(r) for r in self._read(sql, [*params, limit])]
+
+    def history(self, memory_id: str) -> list[HistoryEvent]:
+        """Every event of one memory, oldest first."""
+        rows = self._read(
+            "SELECT id, memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, run_id, redacted "
+            "FROM history WHERE memory_id = ? ORDER BY id",
+            (memory_id,),
+        )
+        return [
+            HistoryEvent(
+                id=r[0], memory_id=r[1], event=r[2], old_memory=r[3], new_memory=r[4], created_at=r[5],
+                user_id=_none(r[6]), agent_id=_none(r[7]), run_id=_none(r[8]), redacted=bool(r[9]),
+            )
+            for r in rows
+        ]
+
+    def fetch(self, rids: Iterable[int]) -> dict[int, StoredMemory]:
+        """Memories by row id (search candidates)."""
+        ids = list(rids)
+        out: dict[int, StoredMemory] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._read(f"SELECT {_COLUMNS} FROM memories m WHERE m.rid IN ({marks})", chunk):
+                out[row[0]] = _row_to_memory(row)
+        return out
+
+    def term_stats(self, terms: Sequence[str]) -> tuple[int, float, dict[str, int]]:
+        """(number of memories, mean analysed length, document frequency of each term)."""
+        docs, total = self._read("SELECT docs, terms FROM stats WHERE id = 1")[0]
+        df: dict[str, int] = {}
+        if terms:
+            marks = ",".join("?" * len(terms))
+            df = dict(self._read(f"SELECT term, doc FROM memories_vocab WHERE term IN ({marks})", list(terms)))
+        return int(docs), (total / docs if docs else 0.0), df
+
+    def keyword(
+        self, scope: Scope, node: Node | None, terms: Sequence[str], k: int, now: datetime
+    ) -> list[int]:
+        """Row ids of the best ``k`` BM25 matches (any query term) in scope."""
+        if not terms:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        where, params = self._where(scope, node, now)
+        sql = (
+            "SELECT m.rid FROM memories_fts f JOIN memories m ON m.rid = f.rowid "
+            f"WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts) LIMIT ?"
+        )
+        return [r[0] for r in self._read(sql, [match, *params, k])]
+
+    def dense(
+        self, scope: Scope, node: Node | None, query: Vector, k: int, now: datetime
+    ) -> list[tuple[int, float]]:
+        """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter."""
+        cache = self._sync()
+        allowed: set[int] | None = None
+        if node is not None:
+            # Filters run in SQL first, so the top-k is taken among matching rows only.
+            where, params = self._where(scope, node, now)
+            allowed = {r[0] for r in self._read(f"SELECT m.rid FROM memories m WHERE {where}", params)}
+        return cache.search(query, scope, k, now.timestamp(), allowed)
+
+    def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]:
+        """Cosine of the query to each row (for keyword-only candidates)."""
+        return self._sync().cosines(query, rids)
+
+    def _sync(self) -> VectorCache:
+        """Bring the in-process vector cache up to the database's change log."""
+        with self._lock:
+            cache = self._cache
+            if cache is None:
+                raise StoreError("the store is not open")
+            low, top = self._read("SELECT min(seq), max(seq) FROM changes")[0]
+            top = top or 0
+            if top == cache.seq:
+                return cache
+            if cache.seq < 0 or (low is not None and cache.seq < low - 1):
+                cache.clear()
+                rows = self._read(
+                    "SELECT rid, user_id, agent_id, run_id, expires_at, embedding FROM memories"
+                )
+                deleted: list[int] = []
+            else:
+                changed = [r[0] for r in self._read("SELECT DISTINCT rid FROM changes WHERE seq > ?", (cache.seq,))]
+                rows = []
+                for start in range(0, len(changed), 500):
+                    chunk = changed[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows += self._read(
+                        "SELECT rid, user_id, agent_id, run_id, expires_at, embedding FROM memories "
+                        f"WHERE rid IN ({marks})",
+                        chunk,
+                    )
+                deleted = sorted(set(changed) - {r[0] for r in rows})
+            upserts = [
+                CachedRow(r[0], r[1], r[2], r[3], _epoch(r[4]), np.frombuffer(r[5], dtype="<f4")) for r in rows
+            ]
+            cache.apply(upserts, deleted)
+            cache.seq = top
+            return cache

@@ -1,0 +1,150 @@
+"""SQLite schema as numbered, recorded migrations, and connection set-up.
+
+Each migration runs once, inside the same ``BEGIN IMMEDIATE`` transaction that records it in
+``schema_migrations``, so several processes opening a new file at once apply it exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "connect", "migrate"]
+
+_INITIAL = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE memories (
+    rid         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    user_id     TEXT NOT NULL DEFAULT '',
+    agent_id    TEXT NOT NULL DEFAULT '',
+    run_id      TEXT NOT NULL DEFAULT '',
+    actor_id    TEXT NOT NULL DEFAULT '',
+    role        TEXT,
+    memory      TEXT NOT NULL,
+    search_text TEXT NOT NULL,
+    n_terms     INTEGER NOT NULL,
+    hash        TEXT NOT NULL,
+    metadata    TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metadata)),
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    timestamp   TEXT NOT NULL,
+    expires_at  TEXT,
+    embedding   BLOB NOT NULL
+);
+-- One memory per text per scope (and speaker): concurrent adds of the same text end as one row.
+CREATE UNIQUE INDEX memories_dedupe ON memories (user_id, agent_id, run_id, actor_id, hash);
+CREATE INDEX memories_user ON memories (user_id, created_at);
+CREATE INDEX memories_agent ON memories (agent_id, created_at);
+CREATE INDEX memories_run ON memories (run_id, created_at);
+
+CREATE TABLE history (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    memory_id  TEXT NOT NULL,
+    event      TEXT NOT NULL CHECK (event IN ('ADD', 'UPDATE', 'DELETE')),
+    old_memory TEXT,
+    new_memory TEXT,
+    created_at TEXT NOT NULL,
+    user_id    TEXT NOT NULL DEFAULT '',
+    agent_id   TEXT NOT NULL DEFAULT '',
+    run_id     TEXT NOT NULL DEFAULT '',
+    redacted   INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX history_memory ON history (memory_id, id);
+CREATE INDEX history_user ON history (user_id);
+CREATE INDEX history_agent ON history (agent_id);
+CREATE INDEX history_run ON history (run_id);
+
+-- Keyword index over memories.search_text (memlane's own stems), external content: the text
+-- lives once, in memories; triggers keep the index in the same transaction as the row.
+CREATE VIRTUAL TABLE memories_fts USING fts5 (
+    search_text, content='memories', content_rowid='rid', tokenize='unicode61 remove_diacritics 0'
+);
+CREATE VIRTUAL TABLE memories_vocab USING fts5vocab (memories_fts, 'row');
+
+-- Every change to a row's vector, scope or expiry, for in-process vector caches to catch up on.
+CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, rid INTEGER NOT NULL);
+
+CREATE TABLE stats (id INTEGER PRIMARY KEY CHECK (id = 1), docs INTEGER NOT NULL, terms INTEGER NOT NULL);
+INSERT INTO stats (id, docs, terms) VALUES (1, 0, 0);
+
+CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, search_text) VALUES (new.rid, new.search_text);
+    INSERT INTO changes (rid) VALUES (new.rid);
+    UPDATE stats SET docs = docs + 1, terms = terms + new.n_terms WHERE id = 1;
+END;
+CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, search_text) VALUES ('delete', old.rid, old.search_text);
+    INSERT INTO changes (rid) VALUES (old.rid);
+    UPDATE stats SET docs = docs - 1, terms = terms - old.n_terms WHERE id = 1;
+END;
+CREATE TRIGGER memories_au AFTER UPDATE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, search_text) VALUES ('delete', old.rid, old.search_text);
+    INSERT INTO memories_fts (rowid, search_text) VALUES (new.rid, new.search_text);
+    INSERT INTO changes (rid) VALUES (new.rid);
+    UPDATE stats SET terms = terms - old.n_terms + new.n_terms WHERE id = 1;
+END;
+"""
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "initial schema", _INITIAL),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def connect(path: str, *, busy_timeout: float, durability: str) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode (memlane issues BEGIN/COMMIT itself) with WAL on."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    # FULL fsyncs the WAL at every commit: an acknowledged write survives power loss.
+    conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    # Deleted text is overwritten with zeros in the file, not left in free pages.
+    conn.execute("PRAGMA secure_delete = ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply pending migrations; returns the versions applied now."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        applied = []
+        for version, name, sql in MIGRATIONS:
+            if version in done:
+                continue
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, datetime.now(UTC).isoformat()),
+            )
+            applied.append(version)
+        conn.execute("COMMIT")
+        return applied
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (triggers hold ';' inside BEGIN ... END)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

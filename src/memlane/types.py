@@ -1,0 +1,122 @@
+"""Result types: plain JSON-able dicts with a typed shape (mem0-compatible keys).
+
+They are ``TypedDict``s, so they index like dicts (``hit["memory"]``), serialise with ``json.dumps``
+unchanged, and type-check under mypy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict
+
+__all__ = [
+    "AddEvent",
+    "AddResult",
+    "AddResultItem",
+    "Explain",
+    "HistoryEvent",
+    "MemoryItem",
+    "Message",
+    "Scope",
+    "SearchResult",
+]
+
+AddEvent = Literal["ADD", "UPDATE", "DELETE", "NONE"]
+
+
+class Message(TypedDict, total=False):
+    """A chat message as apps pass it to ``add``: ``role`` and ``content``, optional ``name``."""
+
+    role: str
+    content: str
+    name: str
+
+
+class Explain(TypedDict):
+    """Each signal's contribution to a search score (all in [0, 1] before weighting)."""
+
+    dense: float
+    keyword: float
+    entity: float
+    recency: float
+    weights: dict[str, float]
+    matched_terms: list[str]
+    sources: list[str]
+
+
+class MemoryItem(TypedDict):
+    """One stored memory as returned by get / get_all / search."""
+
+    id: str
+    memory: str
+    hash: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    role: str | None
+    actor_id: str | None
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+    timestamp: str
+    expires_at: str | None
+    score: NotRequired[float]
+    explain: NotRequired[Explain]
+
+
+class SearchResult(TypedDict):
+    """``{"results": [...]}``: the shape search and get_all return."""
+
+    results: list[MemoryItem]
+
+
+class AddResultItem(TypedDict):
+    """One outcome of an add: which memory, its text, and what happened to it."""
+
+    id: str
+    memory: str
+    event: AddEvent
+    previous_memory: NotRequired[str]
+
+
+class AddResult(TypedDict):
+    """``{"results": [...], "mode": "verbatim" | "extracted"}``."""
+
+    results: list[AddResultItem]
+    mode: Literal["verbatim", "extracted"]
+
+
+class HistoryEvent(TypedDict):
+    """One change to a memory; ``history`` lists them oldest first."""
+
+    id: int
+    memory_id: str
+    event: Literal["ADD", "UPDATE", "DELETE"]
+    old_memory: str | None
+    new_memory: str | None
+    created_at: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    redacted: bool
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who a memory belongs to. At least one id is set for every write and scoped read.
+
+    Matching is by the ids that are set: ``Scope(user_id="alice")`` covers alice's memories
+    whatever their agent or run; ``Scope(user_id="alice", run_id="s1")`` only that run's.
+    """
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+
+    def is_empty(self) -> bool:
+        """True when no id is set."""
+        return self.user_id is None and self.agent_id is None and self.run_id is None
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The three ids as a dict (None where unset)."""
+        return {"user_id": self.user_id, "agent_id": self.agent_id, "run_id": self.run_id}
