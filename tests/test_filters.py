@@ -17,6 +17,7 @@ from memlane.core.filters import (
     RESERVED_FIELDS,
     And,
     Cond,
+    Node,
     Not,
     Or,
     compile_sqlite,
@@ -99,7 +100,19 @@ def test_every_operator_parses(op: str, value: Any, expected: Any) -> None:
 
 
 def test_all_operators_are_covered_by_parse_test() -> None:
-    assert set(OPERATORS) == {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "icontains", "exists"}
+    assert set(OPERATORS) == {
+        "eq",
+        "ne",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "in",
+        "nin",
+        "contains",
+        "icontains",
+        "exists",
+    }
 
 
 def test_several_operators_on_one_field_are_anded() -> None:
@@ -149,7 +162,9 @@ def test_nesting_and_logical_beside_fields() -> None:
 
 
 def test_field_resolution() -> None:
-    assert parse_filter({"address.city": "Paris"}) == Cond("address.city", "eq", "Paris", None, ("address", "city"))
+    assert parse_filter({"address.city": "Paris"}) == Cond(
+        "address.city", "eq", "Paris", None, ("address", "city")
+    )
     assert parse_filter({"metadata.role": "x"}) == Cond("metadata.role", "eq", "x", None, ("role",))
     assert parse_filter({"metadata.a.b": 1}).path == ("a", "b")  # type: ignore[union-attr]
     assert parse_filter({"key with-dash_1": 1}).path == ("key with-dash_1",)  # type: ignore[union-attr]
@@ -166,7 +181,10 @@ def test_column_null_equality_is_allowed() -> None:
     ("filters", "message"),
     [
         ([{"a": 1}], "filters: expected a dict"),
-        ({"OR": [{"a": 1}, {"age": {"gtt": 3}}]}, "filters.OR[1].age: unknown operator 'gtt'; use one of eq, ne,"),
+        (
+            {"OR": [{"a": 1}, {"age": {"gtt": 3}}]},
+            "filters.OR[1].age: unknown operator 'gtt'; use one of eq, ne,",
+        ),
         ({"a": {"$gt": 1}}, "filters.a: unknown operator '$gt'; write 'gt' without"),
         ({"address": {"city": "Paris"}}, "for a nested key write 'address.city'"),
         ({"a": {}}, "filters.a: empty operator dict"),
@@ -200,7 +218,10 @@ def test_column_null_equality_is_allowed() -> None:
         ({"a..b": 1}, "filters.a..b: empty segment"),
         ({"metadata.": 1}, "filters.metadata.: empty segment"),
         ({"metadata": 1}, "filters.metadata: name a metadata key"),
-        ({"role.x": 1}, "filters.role.x: 'role' is a reserved column without sub-fields; to reach a metadata"),
+        (
+            {"role.x": 1},
+            "filters.role.x: 'role' is a reserved column without sub-fields; to reach a metadata",
+        ),
         ({1: 1}, "filters: keys must be strings"),
         ({"role": 1}, "filters.role: 'role' is a text column; compare it with a string or datetime (or null"),
         ({"created_at": {"gt": 5}}, "filters.created_at.gt: 'created_at' is a text column"),
@@ -254,7 +275,14 @@ RECORDS: list[dict[str, Any]] = [
         "id": "r3",
         "role": "user",
         "created_at": to_iso(T0 - timedelta(days=1)),
-        "metadata": {"n": 10, "s": "Straße", "b": 1, "tags": ["A", True, None], "role": "admin", "score": 2.5},
+        "metadata": {
+            "n": 10,
+            "s": "Straße",
+            "b": 1,
+            "tags": ["A", True, None],
+            "role": "admin",
+            "score": 2.5,
+        },
     },
     {"id": "r4", "metadata": {"n": "10", "s": "", "tags": "a,b", "addr": "Paris", "x": 0}},
     {"id": "r5", "metadata": {}},
@@ -355,7 +383,9 @@ def conn() -> Iterator[sqlite3.Connection]:
         ({"s": "x' OR 1=1 --"}, set()),
     ],
 )
-def test_sql_selects_expected_ids(conn: sqlite3.Connection, filters: dict[str, Any], expected: set[str]) -> None:
+def test_sql_selects_expected_ids(
+    conn: sqlite3.Connection, filters: dict[str, Any], expected: set[str]
+) -> None:
     node = parse_filter(filters)
     assert _sql_ids(conn, node) == expected
     assert _py_ids(RECORDS, node) == expected
@@ -367,7 +397,9 @@ def test_custom_column_expressions_and_metadata_column() -> None:
     db.execute("INSERT INTO m VALUES ('a', '2026', ?, 'v', 't')", (json.dumps({"tags": ["x"]}),))
     db.execute("INSERT INTO m VALUES ('b', NULL, ?, 'v', 't')", (json.dumps({"tags": ["y"]}),))
     node = parse_filter({"created_at": {"gte": "2000"}, "tags": {"contains": "x"}, "id": {"ne": "z"}})
-    sql, params = compile_sqlite(node, metadata_column="m.meta", columns={"created_at": "m.born", "id": "m.mid"})
+    sql, params = compile_sqlite(
+        node, metadata_column="m.meta", columns={"created_at": "m.born", "id": "m.mid"}
+    )
     assert [r[0] for r in db.execute(f"SELECT m.mid FROM m WHERE {sql}", params)] == ["a"]
 
 
@@ -392,7 +424,13 @@ def test_evaluate_accepts_json_text_and_missing_metadata() -> None:
 
 
 def test_sql_never_yields_null_so_not_is_exact(conn: sqlite3.Connection) -> None:
-    for filters, _ in [({"n": {"gt": 1}}, None), ({"tags": {"contains": "a"}}, None), ({"role": "user"}, None)]:
+    cases: list[dict[str, Any]] = [
+        {"n": {"gt": 1}},
+        {"tags": {"contains": "a"}},
+        {"role": "user"},
+        {"x": {"nin": [None]}},
+    ]
+    for filters in cases:
         sql, params = compile_sqlite(parse_filter(filters))
         values = {r[0] for r in conn.execute(f"SELECT {sql} FROM mem", params)}
         assert values <= {0, 1}
@@ -400,42 +438,63 @@ def test_sql_never_yields_null_so_not_is_exact(conn: sqlite3.Connection) -> None
 
 # ------------------------------------------------------------------ property: SQL == evaluate
 
-_TEXT = st.text(alphabet="aAbZé1 0", max_size=3)
-_NUMBER = st.sampled_from([-1, 0, 1, 2, 10, 0.5, 1.0, 2.5, -1.5, 2**53 + 1, float(2**53)])
-_SCALAR = st.one_of(st.none(), st.booleans(), _NUMBER, _TEXT, st.sampled_from(["10", "1", "*"]))
+# Small shared pools: stored values and filter operands collide often, which is
+# where type-strictness bugs (True vs 1, "1" vs 1, null vs missing) show up.
+_NUMBERS = [0, 1, 2, 1.0, 2.5, -1.5, 2**53 + 1, float(2**53)]
+_STRINGS = ["", "a", "A", "ab", "aB", "b a", "Aé", "É", "1", "10", "*"]
+_NUMBER = st.sampled_from(_NUMBERS)
+_TEXT = st.sampled_from(_STRINGS)
+_SCALAR = st.sampled_from([None, True, False, *_NUMBERS, *_STRINGS])
 _KEYS = ["a", "b", "c"]
-_VALUE = st.one_of(
-    _SCALAR,
-    st.lists(_SCALAR, max_size=3),
-    st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(_SCALAR, st.lists(_SCALAR, max_size=2)), max_size=2),
+_ARRAY = st.lists(_SCALAR, max_size=3)
+_OBJECT = st.dictionaries(st.sampled_from(["a", "b"]), st.one_of(_SCALAR, _ARRAY), max_size=2)
+# Mostly scalars: that is where the typing rules live. (st.one_of alone
+# drew containers far more often than scalars.)
+_VALUE = st.sampled_from(["scalar"] * 6 + ["array"] * 2 + ["object"]).flatmap(
+    lambda kind: {"scalar": _SCALAR, "array": _ARRAY, "object": _OBJECT}[kind]
 )
 _STAMPS = [to_iso(T0 + timedelta(days=d)) for d in (-1, 0, 1)]
 _COL_TEXT = st.one_of(st.none(), st.sampled_from(["user", "User", "assistant", "a", ""]), _TEXT)
 
 
+# Every pool value under "a", "b" and "c.a", so each generated leaf meets each
+# kind of stored value at least once whatever the random records hold.
+_POOL_VALUES: list[Any] = [
+    *[None, True, False, *_NUMBERS, *_STRINGS],
+    *[[], _STRINGS[1::2], [None, False, *_NUMBERS[::2]], [True, *_STRINGS[::2], *_NUMBERS[1::2]], {"a": 1}],
+]
+_POOL_RECORDS: list[dict[str, Any]] = [
+    {
+        "id": f"p{i}",
+        "role": _STRINGS[i % len(_STRINGS)],
+        "metadata": {"a": v, "b": _POOL_VALUES[-1 - i], "c": {"a": v}},
+    }
+    for i, v in enumerate(_POOL_VALUES)
+]
+
+
 @st.composite
 def _records(draw: st.DrawFn) -> list[dict[str, Any]]:
-    count = draw(st.integers(0, 7))
+    count = draw(st.integers(2, 8))
     return [
         {
             "id": f"r{i}",
             "role": draw(_COL_TEXT),
             "memory": draw(_COL_TEXT),
             "created_at": draw(st.one_of(st.none(), st.sampled_from(_STAMPS))),
-            "metadata": draw(st.dictionaries(st.sampled_from(_KEYS), _VALUE, max_size=3)),
+            "metadata": draw(st.dictionaries(st.sampled_from(_KEYS), _VALUE, min_size=1, max_size=3)),
         }
         for i in range(count)
     ]
 
 
 def _meta_leaf(draw: st.DrawFn) -> dict[str, Any]:
-    field = draw(st.sampled_from(["a", "b", "c", "c.a", "c.b", "metadata.a", "zz"]))
+    field = draw(st.sampled_from(["a", "b", "c", "c.a", "metadata.b", "zz"]))
     op = draw(st.sampled_from([*OPERATORS, "plain"]))
-    plain_scalar = st.one_of(st.none(), st.booleans(), _NUMBER, _TEXT)
     if op == "plain":
         return {field: draw(_SCALAR)}
     if op in ("in", "nin"):
-        value: Any = draw(st.lists(plain_scalar, min_size=1, max_size=3))
+        value: Any = draw(st.lists(_SCALAR, min_size=1, max_size=3))
     elif op in ("gt", "gte", "lt", "lte"):
         value = draw(st.one_of(_NUMBER, _TEXT))
     elif op == "icontains":
@@ -443,7 +502,7 @@ def _meta_leaf(draw: st.DrawFn) -> dict[str, Any]:
     elif op == "exists":
         value = draw(st.booleans())
     else:
-        value = draw(plain_scalar)
+        value = draw(_SCALAR)
     return {field: {op: value}}
 
 
@@ -485,10 +544,22 @@ _FILTERS = st.recursive(_leaves(), _combine, max_leaves=8)
 @settings(max_examples=200, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records=_records(), filters=_FILTERS)
 def test_sql_agrees_with_evaluate(records: list[dict[str, Any]], filters: dict[str, Any]) -> None:
-    node = parse_filter(filters)
+    root = parse_filter(filters)
+    records = _POOL_RECORDS + records
     db = _db(records)
     try:
-        assert _sql_ids(db, node) == _py_ids(records, node)
-        assert _sql_ids(db, Not(node)) == _py_ids(records, Not(node))
+        # Every sub-tree is checked too: each leaf then gets its own chance to disagree.
+        for node in _subtrees(root):
+            assert _sql_ids(db, node) == _py_ids(records, node), node
+        assert _sql_ids(db, Not(root)) == _py_ids(records, Not(root))
     finally:
         db.close()
+
+
+def _subtrees(node: Node) -> Iterator[Node]:
+    yield node
+    if isinstance(node, (And, Or)):
+        for child in node.children:
+            yield from _subtrees(child)
+    elif isinstance(node, Not):
+        yield from _subtrees(node.child)

@@ -1,9 +1,9 @@
 """memlane: a memory layer for LLM agents.
 
-    >>> from memlane import Memory
-    >>> m = Memory()                                   # doctest: +SKIP
-    >>> m.add("I'm vegetarian", user_id="alice")       # doctest: +SKIP
-    >>> m.search("what should I cook?", user_id="alice")  # doctest: +SKIP
+>>> from memlane import Memory
+>>> m = Memory()                                   # doctest: +SKIP
+>>> m.add("I'm vegetarian", user_id="alice")       # doctest: +SKIP
+>>> m.search("what should I cook?", user_id="alice")  # doctest: +SKIP
 """
 
 from memlane.async_memory import AsyncMemory
@@ -41,6 +41,7 @@ __all__ = [
     "MemlaneError",
     "Memory",
     "MemoryConfig",
+    "MemoryItem",
     "MemoryNotFound",
     "ProviderError",
     "Scope",

@@ -9,30 +9,15 @@ sync-only providers run in a thread under the async driver.
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ParamSpec, Self, TypeVar
+from typing import Any, Self
 
 from memlane.config import MemoryConfig
 from memlane.memory import Memory
 from memlane.types import AddResult, HistoryEvent, MemoryItem, SearchResult
 
 __all__ = ["AsyncMemory"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _threaded(method: Callable[P, R]) -> Callable[P, Any]:
-    name = method.__name__
-
-    @functools.wraps(method)
-    async def run(self: AsyncMemory, *args: Any, **kwargs: Any) -> Any:
-        bound = functools.partial(getattr(self._sync, name), *args, **kwargs)
-        return await asyncio.to_thread(bound)
-
-    return run
 
 
 class AsyncMemory:
@@ -61,52 +46,42 @@ class AsyncMemory:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    @_threaded
-    def add(self, messages: Any, **kwargs: Any) -> AddResult:
+    async def add(self, messages: Any, **kwargs: Any) -> AddResult:
         """See :meth:`Memory.add`."""
-        return self._sync.add(messages, **kwargs)
+        return await asyncio.to_thread(self._sync.add, messages, **kwargs)
 
-    @_threaded
-    def search(self, query: str, **kwargs: Any) -> SearchResult:
+    async def search(self, query: str, **kwargs: Any) -> SearchResult:
         """See :meth:`Memory.search`."""
-        return self._sync.search(query, **kwargs)
+        return await asyncio.to_thread(self._sync.search, query, **kwargs)
 
-    @_threaded
-    def get(self, memory_id: str) -> MemoryItem:
+    async def get(self, memory_id: str) -> MemoryItem:
         """See :meth:`Memory.get`."""
-        return self._sync.get(memory_id)
+        return await asyncio.to_thread(self._sync.get, memory_id)
 
-    @_threaded
-    def get_all(self, **kwargs: Any) -> SearchResult:
+    async def get_all(self, **kwargs: Any) -> SearchResult:
         """See :meth:`Memory.get_all`."""
-        return self._sync.get_all(**kwargs)
+        return await asyncio.to_thread(self._sync.get_all, **kwargs)
 
-    @_threaded
-    def update(self, memory_id: str, data: str, **kwargs: Any) -> MemoryItem:
+    async def update(self, memory_id: str, data: str, **kwargs: Any) -> MemoryItem:
         """See :meth:`Memory.update`."""
-        return self._sync.update(memory_id, data, **kwargs)
+        return await asyncio.to_thread(self._sync.update, memory_id, data, **kwargs)
 
-    @_threaded
-    def delete(self, memory_id: str, **kwargs: Any) -> dict[str, str]:
+    async def delete(self, memory_id: str, **kwargs: Any) -> dict[str, str]:
         """See :meth:`Memory.delete`."""
-        return self._sync.delete(memory_id, **kwargs)
+        return await asyncio.to_thread(self._sync.delete, memory_id, **kwargs)
 
-    @_threaded
-    def delete_all(self, **kwargs: Any) -> dict[str, Any]:
+    async def delete_all(self, **kwargs: Any) -> dict[str, Any]:
         """See :meth:`Memory.delete_all`."""
-        return self._sync.delete_all(**kwargs)
+        return await asyncio.to_thread(self._sync.delete_all, **kwargs)
 
-    @_threaded
-    def history(self, memory_id: str) -> list[HistoryEvent]:
+    async def history(self, memory_id: str) -> list[HistoryEvent]:
         """See :meth:`Memory.history`."""
-        return self._sync.history(memory_id)
+        return await asyncio.to_thread(self._sync.history, memory_id)
 
-    @_threaded
-    def reset(self) -> None:
+    async def reset(self) -> None:
         """See :meth:`Memory.reset`."""
-        self._sync.reset()
+        await asyncio.to_thread(self._sync.reset)
 
-    @_threaded
-    def close(self) -> None:
+    async def close(self) -> None:
         """See :meth:`Memory.close`."""
-        self._sync.close()
+        await asyncio.to_thread(self._sync.close)

@@ -54,7 +54,7 @@ class StoreConfig(_Strict):
     """The storage backend (mem0's ``vector_store`` key)."""
 
     provider: Literal["sqlite"] = "sqlite"
-    config: SQLiteStoreOptions = Field(default_factory=SQLiteStoreOptions)
+    config: SQLiteStoreOptions = Field(default_factory=lambda: SQLiteStoreOptions())
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -70,6 +70,7 @@ class RankingConfig(_Strict):
     dense_weight: float = Field(RankingParams.dense_weight, ge=0)
     keyword_weight: float = Field(RankingParams.keyword_weight, ge=0)
     entity_weight: float = Field(RankingParams.entity_weight, ge=0)
+    context_weight: float = Field(RankingParams.context_weight, ge=0, le=1)
     dense_floor: float = Field(RankingParams.dense_floor, ge=-1, lt=1)
     dense_ceiling: float = Field(RankingParams.dense_ceiling, gt=-1, le=1)
     candidates: int = Field(RankingParams.candidates, ge=1, le=10_000)
@@ -83,10 +84,10 @@ class MemoryConfig(_Strict):
     """Everything ``Memory.from_config`` accepts."""
 
     home: str | None = None
-    vector_store: StoreConfig = Field(default_factory=StoreConfig)
-    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    vector_store: StoreConfig = Field(default_factory=lambda: StoreConfig())
+    embedder: EmbedderConfig = Field(default_factory=lambda: EmbedderConfig())
     llm: dict[str, Any] | None = None
-    ranking: RankingConfig = Field(default_factory=RankingConfig)
+    ranking: RankingConfig = Field(default_factory=lambda: RankingConfig())
     version: str | None = Field(None, description="accepted for mem0 compatibility; not used")
 
     @classmethod

@@ -29,7 +29,7 @@ from memlane.core.records import NewMemory
 from memlane.core.scope import resolve_scope
 from memlane.core.text import analyse, content_hash, entity_terms, query_terms
 from memlane.errors import ConfigError, InvalidRequest, LLMRequired, MemoryNotFound
-from memlane.protocols import Embedder
+from memlane.protocols import Embedder, Vector
 from memlane.providers import registry
 from memlane.stores.sqlite import SQLiteStore
 from memlane.types import AddResult, AddResultItem, HistoryEvent, MemoryItem, Scope, SearchResult
@@ -70,8 +70,7 @@ class Memory:
         cfg = config if isinstance(config, MemoryConfig) else MemoryConfig.from_dict(dict(config or {}))
         if llm is not None or cfg.llm is not None:
             raise ConfigError(
-                "LLM fact extraction is not available in this memlane version; "
-                "remove 'llm' and add messages verbatim"
+                "LLM fact extraction is not available in this memlane version; remove 'llm' and add messages verbatim"
             )
         if path is not None and store is not None:
             raise InvalidRequest("give path or store, not both")
@@ -194,6 +193,7 @@ class Memory:
                 created_at=created,
                 timestamp=to_iso(when),
                 expires_at=to_iso(expiry) if expiry else None,
+                conversational=True,
             )
             for i, (m, text) in enumerate(zip(msgs, texts, strict=True))
         ]
@@ -263,7 +263,11 @@ class Memory:
             ScopeRequired: no scope given (there is no "delete everything" here: use ``reset``).
         """
         scope, rest = resolve_scope(
-            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, required=True,
+            user_id=user_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            filters=filters,
+            required=True,
             operation="delete_all",
         )
         if rest:
@@ -321,7 +325,12 @@ class Memory:
         operation: str,
     ) -> tuple[Scope, Node | None]:
         scope, rest = resolve_scope(
-            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, required=True, operation=operation
+            user_id=user_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            filters=filters,
+            required=True,
+            operation=operation,
         )
         return scope, (parse_filter(rest) if rest else None)
 
@@ -367,8 +376,38 @@ class Memory:
         store = self._open()
         now = self._now()
         qvec = self._embedder.embed([text], kind="query")[0]
-        k = max(self._ranking.candidates, 3 * limit)
         terms = query_terms(text)
+        candidates = self._candidates(store, scope, node, qvec, terms, max(self._ranking.candidates, 3 * limit), now)
+        n_docs, avg_len, df = store.term_stats(terms)
+        ranked = rank(
+            list(candidates.values()), query_terms=terms, entities=entity_terms(text), df=df, n_docs=n_docs,
+            avg_len=avg_len, params=self._ranking, recency_weight=float(recency_weight),
+            half_life_days=float(half_life_days), now_epoch=now.timestamp(),
+        )  # fmt: skip
+        if cutoff is not None:
+            ranked = [r for r in ranked if r.score >= cutoff]
+        ranked = ranked[:limit]
+        rows = store.fetch(int(r.id) for r in ranked)
+        results: list[MemoryItem] = []
+        for hit in ranked:
+            item = rows[int(hit.id)].to_item()
+            item["score"] = hit.score
+            if explain:
+                item["explain"] = hit.explain()
+            results.append(item)
+        return SearchResult(results=results)
+
+    def _candidates(
+        self,
+        store: SQLiteStore,
+        scope: Scope,
+        node: Node | None,
+        qvec: Vector,
+        terms: list[str],
+        k: int,
+        now: datetime,
+    ) -> dict[str, Candidate]:
+        """Dense and keyword candidates, plus the messages that follow them, with their context."""
         sources: dict[int, list[str]] = {}
         cosine: dict[int, float] = {}
         for rid, cos in store.dense(scope, node, qvec, k, now):
@@ -376,34 +415,25 @@ class Memory:
             sources.setdefault(rid, []).append("dense")
         for rid in store.keyword(scope, node, terms, k, now):
             sources.setdefault(rid, []).append("keyword")
-        missing = [rid for rid in sources if rid not in cosine]
-        cosine.update(store.cosines(qvec, missing))
-        rows = store.fetch(sources)
-        n_docs, avg_len, df = store.term_stats(terms)
-        candidates = [
-            Candidate(
+        # A reply can be the answer even when only the message it answers matches the query.
+        for rid in store.followers(list(sources), scope, node, now):
+            sources.setdefault(rid, []).append("context")
+        rows = store.search_rows(sources)
+        prev_ids = {r.prev_rid for r in rows.values() if r.prev_rid is not None}
+        context = {**store.search_rows(prev_ids - rows.keys()), **rows}
+        now_iso = to_iso(now)
+        live = {rid: r for rid, r in context.items() if r.expires_at is None or r.expires_at > now_iso}
+        cosine.update(store.cosines(qvec, (rows.keys() | live.keys()) - cosine.keys()))
+        out: dict[str, Candidate] = {}
+        for rid, row in rows.items():
+            prev = live.get(row.prev_rid) if row.prev_rid is not None else None
+            out[str(rid)] = Candidate(
                 id=str(rid),
                 cosine=cosine.get(rid, 0.0),
                 terms=row.search_text.split(),
                 timestamp_epoch=datetime.fromisoformat(row.timestamp).timestamp(),
                 sources=tuple(sources[rid]),
+                context_cosine=cosine.get(prev.rid) if prev is not None else None,
+                context_terms=prev.search_text.split() if prev is not None else (),
             )
-            for rid, row in rows.items()
-        ]
-        ranked = rank(
-            candidates, query_terms=terms, entities=entity_terms(text), df=df, n_docs=n_docs, avg_len=avg_len,
-            params=self._ranking, recency_weight=float(recency_weight), half_life_days=float(half_life_days),
-            now_epoch=now.timestamp(),
-        )
-        results: list[MemoryItem] = []
-        for rid, score, why in ranked:
-            if cutoff is not None and score < cutoff:
-                break
-            item = rows[int(rid)].to_item()
-            item["score"] = round(score, 6)
-            if explain:
-                item["explain"] = why
-            results.append(item)
-            if len(results) == limit:
-                break
-        return SearchResult(results=results)
+        return out

@@ -12,7 +12,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Embedder", "EmbedKind", "Vector", "Vectors"]
+__all__ = ["EmbedKind", "Embedder", "Vector", "Vectors"]
 
 EmbedKind = Literal["document", "query"]
 Vector = npt.NDArray[np.float32]

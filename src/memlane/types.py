@@ -33,12 +33,13 @@ class Message(TypedDict, total=False):
 
 
 class Explain(TypedDict):
-    """Each signal's contribution to a search score (all in [0, 1] before weighting)."""
+    """Each signal's value in [0, 1], their weights, and whether the preceding message added context."""
 
     dense: float
     keyword: float
     entity: float
     recency: float
+    context: bool
     weights: dict[str, float]
     matched_terms: list[str]
     sources: list[str]

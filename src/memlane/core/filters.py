@@ -321,8 +321,7 @@ def _check_scalar(value: Any, where: str) -> None:
         return
     if isinstance(value, Mapping):
         raise InvalidFilter(
-            f"{where}: an object is not a value; to match a nested key use a dotted "
-            "field name such as 'address.city'"
+            f"{where}: an object is not a value; to match a nested key use a dotted field name such as 'address.city'"
         )
     raise InvalidFilter(f"{where}: expected a string, number, bool, null or datetime, got {_kind(value)}")
 
@@ -480,9 +479,7 @@ def compile_sqlite(
     """
     unknown = set(columns or {}) - RESERVED_FIELDS
     if unknown:
-        raise ValueError(
-            f"columns: {sorted(unknown)} are not reserved fields; use some of {sorted(RESERVED_FIELDS)}"
-        )
+        raise ValueError(f"columns: {sorted(unknown)} are not reserved fields; use some of {sorted(RESERVED_FIELDS)}")
     colmap = {name: name for name in RESERVED_FIELDS} | dict(columns or {})
     return _node_sql(node, metadata_column, colmap)
 

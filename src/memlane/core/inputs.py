@@ -101,9 +101,19 @@ def check_metadata(metadata: object) -> dict[str, Any]:
             f"metadata must be JSON: string keys and str/int/float/bool/None/list/dict values ({exc})"
         ) from exc
     copy: dict[str, Any] = json.loads(text)
-    if set(copy) != set(metadata):
-        raise InvalidRequest("metadata keys must be strings")
+    # json.dumps turns non-string keys (1, True, None) into strings at any depth: refuse them rather
+    # than hand back metadata that differs from what was given.
+    if not _string_keys(metadata):
+        raise InvalidRequest("metadata keys must be strings (also in nested objects)")
     return copy
+
+
+def _string_keys(value: object) -> bool:
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _string_keys(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_string_keys(v) for v in value)
+    return True
 
 
 def parse_time(value: object, what: str) -> datetime:
@@ -116,10 +126,16 @@ def parse_time(value: object, what: str) -> datetime:
         except ValueError as exc:
             raise InvalidRequest(f"{what} {value!r} is not ISO 8601, e.g. '2026-05-04T09:30:00Z'") from exc
     elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        dt = datetime.fromtimestamp(value, tz=UTC)
+        try:
+            dt = datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InvalidRequest(f"{what} {value!r} is out of range for epoch seconds") from exc
     else:
         raise InvalidRequest(f"{what} must be a datetime, an ISO 8601 string or epoch seconds")
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    try:
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 9999-12-31T23:00-05:00 is past the last representable UTC time
+        raise InvalidRequest(f"{what} {value!r} is out of range once converted to UTC") from exc
 
 
 def resolve_expiry(expires_at: object, ttl: object, now: datetime) -> datetime | None:
@@ -135,7 +151,10 @@ def resolve_expiry(expires_at: object, ttl: object, now: datetime) -> datetime |
             raise InvalidRequest("ttl must be seconds (a number) or a timedelta")
         if not math.isfinite(seconds) or seconds <= 0:
             raise InvalidRequest("ttl must be positive")
-        return now + timedelta(seconds=seconds)
+        try:
+            return now + timedelta(seconds=seconds)
+        except OverflowError as exc:
+            raise InvalidRequest(f"ttl of {seconds:g} seconds reaches past the year 9999; use a smaller one") from exc
     return None if expires_at is None else parse_time(expires_at, "expires_at")
 
 

@@ -1,4 +1,4 @@
-"""Hybrid ranking: dense similarity, keyword (BM25) coverage, entity overlap and recency.
+"""Hybrid ranking: dense similarity, keyword (BM25) coverage, entities, conversation context, recency.
 
 Every signal is mapped onto an absolute [0, 1] scale that does not depend on the other results of
 the query, so the fused score means the same thing for every query and ``threshold`` can be set
@@ -6,14 +6,18 @@ once:
 
 - dense: the embedder's cosine, mapped linearly from ``[dense_floor, dense_ceiling]`` onto [0, 1]
   (a cosine at the floor is "unrelated", at the ceiling "says the same thing");
-- keyword: the document's BM25 divided by the BM25 an ideal document would get (one that holds
-  every query term with a saturated term frequency): the share of the query's information the
-  document matches, weighted by rarity;
-- entity: the share of the query's names and numbers that the document contains;
+- keyword: BM25 with each query term's contribution capped at what one occurrence in a document
+  of average length earns, divided by the query's total IDF: the rarity-weighted share of the
+  query the memory matches (1.0 = every term present);
+- entity: the share of the query's names and numbers that the memory contains;
+- context: a chat message is understood through the message it answers ("Adoption agencies." is
+  the answer to "What did you research?"), so the dense and keyword signals blend in, with weight
+  ``context_weight``, those of the message before it in the same conversation. The neighbour is
+  read at query time: deleting it removes its influence at once, and nothing derived from one
+  memory is stored in another;
 - recency (only when asked for): ``0.5 ** (age / half_life)`` of the memory's timestamp.
 
-The fused score is the weighted mean of the signals, then shaped by agreement: a memory that both
-the dense and the keyword signal like is more likely relevant than one only one of them likes.
+The score is the weighted mean of the signals.
 """
 
 from __future__ import annotations
@@ -24,16 +28,17 @@ from dataclasses import dataclass
 
 from memlane.types import Explain
 
-__all__ = ["Candidate", "RankingParams", "rank"]
+__all__ = ["Candidate", "RankingParams", "Scored", "keyword_score", "rank", "term_idf"]
 
 
 @dataclass(frozen=True)
 class RankingParams:
     """Weights and calibration of the ranking signals."""
 
-    dense_weight: float = 0.55
-    keyword_weight: float = 0.35
+    dense_weight: float = 0.45
+    keyword_weight: float = 0.45
     entity_weight: float = 0.10
+    context_weight: float = 0.30
     dense_floor: float = 0.10
     dense_ceiling: float = 0.80
     k1: float = 1.2
@@ -43,54 +48,48 @@ class RankingParams:
 
 @dataclass
 class Candidate:
-    """One memory under consideration: its cosine to the query and its analysed text."""
+    """One memory under consideration, with its conversation neighbour's signals if it has one."""
 
     id: str
     cosine: float
     terms: Sequence[str]
     timestamp_epoch: float
     sources: tuple[str, ...]
+    context_cosine: float | None = None
+    context_terms: Sequence[str] = ()
 
 
-def _idf(n_docs: int, df: int) -> float:
-    return math.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
+def term_idf(query: Sequence[str], df: Mapping[str, int], n_docs: int) -> dict[str, float]:
+    """BM25 inverse document frequency of each query term."""
+    return {t: math.log(1.0 + (max(n_docs, df.get(t, 0)) - df.get(t, 0) + 0.5) / (df.get(t, 0) + 0.5)) for t in query}
 
 
 def keyword_score(
-    query: Sequence[str],
-    doc_terms: Sequence[str],
-    df: Mapping[str, int],
-    n_docs: int,
-    avg_len: float,
-    params: RankingParams,
+    idf: Mapping[str, float], doc_terms: Sequence[str], avg_len: float, params: RankingParams
 ) -> tuple[float, list[str]]:
-    """Normalised BM25 of one document; returns (score in [0, 1], matched query terms)."""
-    if not query or not doc_terms:
+    """Normalised BM25 of one document for a query given as ``{term: idf}``.
+
+    Returns:
+        (score in [0, 1], the query terms the document contains).
+    """
+    if not idf or not doc_terms:
         return 0.0, []
     counts: dict[str, int] = {}
-    wanted = set(query)
     for term in doc_terms:
-        if term in wanted:
+        if term in idf:
             counts[term] = counts.get(term, 0) + 1
     if not counts:
         return 0.0, []
+    total = sum(idf.values())
     length_norm = 1.0 - params.b + params.b * len(doc_terms) / max(avg_len, 1.0)
-    got = ideal = 0.0
-    for term in query:
-        idf = _idf(n_docs, df.get(term, 0))
-        ideal += idf
-        tf = counts.get(term, 0)
-        if tf:
-            got += idf * tf / (tf + params.k1 * length_norm)
-    # An ideal document saturates every term: tf / (tf + k1 * norm) -> 1.
-    return min(1.0, got / ideal) if ideal > 0 else 0.0, sorted(counts)
+    k1 = params.k1
+    # (k1 + 1) rescales BM25's term weight so one occurrence at average length earns 1.
+    got = sum(idf[t] * min(1.0, tf * (k1 + 1) / (tf + k1 * length_norm)) for t, tf in counts.items())
+    return (got / total if total > 0 else 0.0), sorted(counts)
 
 
-def _entity_score(entities: Sequence[str], doc_terms: Sequence[str]) -> float:
-    if not entities:
-        return 0.0
-    present = set(doc_terms)
-    return sum(1 for e in entities if e in present) / len(entities)
+def _entity_score(entities: Sequence[str], terms: set[str]) -> float:
+    return sum(1 for e in entities if e in terms) / len(entities) if entities else 0.0
 
 
 def rank(
@@ -105,36 +104,63 @@ def rank(
     recency_weight: float = 0.0,
     half_life_days: float = 30.0,
     now_epoch: float = 0.0,
-) -> list[tuple[str, float, Explain]]:
-    """Score candidates; returns (id, score in [0, 1], explain) sorted best first."""
+) -> list[Scored]:
+    """Score candidates; returns them best first (ties broken by id for a stable order)."""
     span = max(params.dense_ceiling - params.dense_floor, 1e-6)
-    w_dense, w_kw = params.dense_weight, params.keyword_weight if query_terms else 0.0
-    w_ent = params.entity_weight if entities else 0.0
-    weights = {"dense": w_dense, "keyword": w_kw, "entity": w_ent, "recency": max(0.0, recency_weight)}
+    weights = {
+        "dense": params.dense_weight,
+        "keyword": params.keyword_weight if query_terms else 0.0,
+        "entity": params.entity_weight if entities else 0.0,
+        "recency": max(0.0, recency_weight),
+    }
     total = sum(weights.values()) or 1.0
-    out: list[tuple[str, float, Explain]] = []
+    share = {k: v / total for k, v in weights.items()}
+    idf = term_idf(query_terms, df, n_docs)
+    ctx = params.context_weight
+    out: list[Scored] = []
     for cand in candidates:
-        dense = min(1.0, max(0.0, (cand.cosine - params.dense_floor) / span))
-        kw, matched = keyword_score(query_terms, cand.terms, df, n_docs, avg_len, params)
-        ent = _entity_score(entities, cand.terms)
+        cosine = cand.cosine
+        kw, matched = keyword_score(idf, cand.terms, avg_len, params)
+        if cand.context_cosine is not None:
+            cosine = (1 - ctx) * cosine + ctx * cand.context_cosine
+            if cand.context_terms:
+                joint, _ = keyword_score(idf, [*cand.context_terms, *cand.terms], avg_len, params)
+                kw = (1 - ctx) * kw + ctx * joint
+        dense = min(1.0, max(0.0, (cosine - params.dense_floor) / span))
+        ent = sum(1 for e in entities if e in cand.terms) / len(entities) if entities else 0.0
         recency = 0.0
-        if weights["recency"] > 0:
+        if share["recency"] > 0:
             age_days = max(0.0, now_epoch - cand.timestamp_epoch) / 86400.0
             recency = 0.5 ** (age_days / max(half_life_days, 1e-6))
-        mean = (w_dense * dense + w_kw * kw + w_ent * ent + weights["recency"] * recency) / total
-        # Agreement: the geometric mean of dense and keyword lifts results both signals support,
-        # without letting either signal alone reach the top of the scale.
-        agree = math.sqrt(dense * kw) if w_kw else dense
-        score = min(1.0, max(0.0, 0.75 * mean + 0.25 * agree))
-        explain = Explain(
+        score = share["dense"] * dense + share["keyword"] * kw + share["entity"] * ent
+        score += share["recency"] * recency
+        signals = (dense, kw, ent, recency)
+        out.append(Scored(cand.id, round(min(1.0, max(0.0, score)), 6), signals, matched, cand, share))
+    out.sort(key=lambda r: (-r.score, r.id))
+    return out
+
+
+@dataclass
+class Scored:
+    """A ranked candidate; ``explain()`` builds the public breakdown (only for returned hits)."""
+
+    id: str
+    score: float
+    signals: tuple[float, float, float, float]
+    matched: list[str]
+    candidate: Candidate
+    share: dict[str, float]
+
+    def explain(self) -> Explain:
+        """Each signal's value, the weights, matched terms and which searches proposed it."""
+        dense, kw, ent, recency = self.signals
+        return Explain(
             dense=round(dense, 4),
             keyword=round(kw, 4),
             entity=round(ent, 4),
             recency=round(recency, 4),
-            weights={k: round(v / total, 4) for k, v in weights.items()},
-            matched_terms=matched,
-            sources=list(cand.sources),
+            context=self.candidate.context_cosine is not None,
+            weights={k: round(v, 4) for k, v in self.share.items()},
+            matched_terms=self.matched,
+            sources=list(self.candidate.sources),
         )
-        out.append((cand.id, score, explain))
-    out.sort(key=lambda r: (-r[1], r[0]))
-    return out

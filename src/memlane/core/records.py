@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from memlane.protocols import Vector
 from memlane.types import MemoryItem
 
-__all__ = ["NewMemory", "StoredMemory"]
+__all__ = ["NewMemory", "SearchRow", "StoredMemory"]
 
 
 @dataclass
@@ -31,6 +31,8 @@ class NewMemory:
     created_at: str
     timestamp: str
     expires_at: str | None
+    # Verbatim chat messages link to the message before them (see SQLiteStore.insert).
+    conversational: bool = False
 
 
 @dataclass
@@ -51,6 +53,8 @@ class StoredMemory:
     timestamp: str
     expires_at: str | None
     search_text: str = ""
+    rid: int = 0
+    prev_rid: int | None = None
     embedding: Vector = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     def to_item(self) -> MemoryItem:
@@ -70,3 +74,13 @@ class StoredMemory:
             timestamp=self.timestamp,
             expires_at=self.expires_at,
         )
+
+
+class SearchRow(NamedTuple):
+    """The few columns ranking needs of a search candidate (full rows are read for hits only)."""
+
+    rid: int
+    search_text: str
+    timestamp: str
+    prev_rid: int | None
+    expires_at: str | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from memlane.errors import InvalidRequest, ScopeConflict, ScopeRequired
+from memlane.errors import InvalidFilter, InvalidRequest, ScopeConflict, ScopeRequired
 from memlane.types import Scope
 
 __all__ = ["SCOPE_KEYS", "resolve_scope", "validate_scope_id"]
@@ -45,6 +45,8 @@ def _scope_from_filters(filters: Mapping[str, Any]) -> tuple[dict[str, str], dic
                     f"filters.{key} must be a plain string id (got {value!r}); "
                     "scope ids select a namespace and take no operators or wildcards"
                 )
+            if scope.get(key, value) != value:
+                raise ScopeConflict(f"filters give two different {key} values: {scope[key]!r} and {value!r}")
             scope[key] = value
         elif key in ("AND", "and", "$and") and isinstance(value, list):
             kept = []
@@ -57,7 +59,7 @@ def _scope_from_filters(filters: Mapping[str, Any]) -> tuple[dict[str, str], dic
                         scope[k] = v
                 else:
                     kept.append(child)
-            if kept:
+            if kept or not value:  # an empty list stays, so the filter parser reports it
                 rest[key] = kept
         else:
             rest[key] = value
@@ -81,7 +83,7 @@ def resolve_scope(
         InvalidRequest: an id is not a non-empty string.
     """
     if filters is not None and not isinstance(filters, Mapping):
-        raise InvalidRequest(f"filters must be a dict, got {type(filters).__name__}")
+        raise InvalidFilter(f"filters must be a dict such as {{'category': 'food'}}, got {type(filters).__name__}")
     ids: dict[str, str | None] = {
         "user_id": validate_scope_id("user_id", user_id),
         "agent_id": validate_scope_id("agent_id", agent_id),

@@ -80,7 +80,7 @@ def query_terms(text: str) -> list[str]:
     """Distinct stems of a query's content words, in order of first use."""
     seen: dict[str, None] = {}
     for word in _words(text):
-        if word in STOP_WORDS or len(word) < 2 and not word.isdigit():
+        if word in STOP_WORDS or (len(word) < 2 and not word.isdigit()):
             continue
         base = word[:-2] if word.endswith("'s") else word
         stem = _stem(base.replace("'", ""))
@@ -99,7 +99,7 @@ def entity_terms(text: str) -> list[str]:
     for sentence in re.split(r"[.!?\n]+", text):
         tokens = _WORD.findall(sentence)
         for i, tok in enumerate(tokens):
-            is_name = tok[:1].isupper() and (i > 0 or tok.isupper() and len(tok) > 1)
+            is_name = tok[:1].isupper() and (i > 0 or (tok.isupper() and len(tok) > 1))
             if (is_name or tok.isdigit()) and tok.casefold() not in STOP_WORDS:
                 base = tok.casefold()
                 base = base[:-2] if base.endswith("'s") else base

@@ -125,13 +125,14 @@ class MiniLMOnnxEmbedder:
         mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         try:
-            hidden = self._session.run(None, feeds)[0]
+            hidden: Vectors = self._session.run(None, feeds)[0]
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ProviderError(f"onnx embedder failed: {exc}", provider="onnx-minilm") from exc
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        unit: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
 
 
 def _factory(config: Mapping[str, Any]) -> MiniLMOnnxEmbedder:

@@ -9,20 +9,21 @@ of failing with "database is locked".
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from memlane.core.filters import Node, compile_sqlite, to_iso
-from memlane.core.records import NewMemory, StoredMemory
+from memlane.core.records import NewMemory, SearchRow, StoredMemory
 from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryNotFound, StoreBusy, StoreError
 from memlane.protocols import Vector
 from memlane.stores.sqlite_schema import connect, migrate
@@ -34,7 +35,7 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 _COLUMNS = (
     "m.rid, m.id, m.user_id, m.agent_id, m.run_id, m.actor_id, m.role, m.memory, m.hash, m.metadata, "
-    "m.created_at, m.updated_at, m.timestamp, m.expires_at, m.search_text"
+    "m.created_at, m.updated_at, m.timestamp, m.expires_at, m.search_text, m.prev_rid"
 )
 _FILTER_COLUMNS = {
     "id": "m.id",
@@ -47,6 +48,10 @@ _FILTER_COLUMNS = {
     "expires_at": "m.expires_at",
 }
 _CHANGES_KEPT = 200_000
+# Two subqueries: each is one index probe, where "SELECT min(seq), max(seq)" scans the whole log.
+_SEQ_RANGE = "SELECT (SELECT min(seq) FROM changes), (SELECT max(seq) FROM changes)"
+# Messages added within this many seconds of the previous one in the same scope continue its conversation.
+CONVERSATION_GAP = 600
 
 
 def _none(value: str) -> str | None:
@@ -69,6 +74,8 @@ def _row_to_memory(row: Sequence[Any]) -> StoredMemory:
         timestamp=row[12],
         expires_at=row[13],
         search_text=row[14],
+        rid=row[0],
+        prev_rid=row[15],
     )
 
 
@@ -111,19 +118,25 @@ class SQLiteStore:
 
         Raises:
             EmbedderMismatch: the store records a different embedder id or dimension.
+            StoreError: the file cannot be opened or migrated (nothing of a failed migration stays).
         """
         with self._lock:
             if self._conn is not None:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = connect(str(self.path), busy_timeout=self.busy_timeout, durability=self.durability)
+            try:
+                conn = connect(str(self.path), busy_timeout=self.busy_timeout, durability=self.durability)
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not open {self.path}: {exc}") from exc
             try:
                 migrate(conn)
                 self._conn = conn
                 self._check_embedder(embedder_id, dimension)
-            except BaseException:
+            except BaseException as exc:
                 self._conn = None
                 conn.close()
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"could not migrate {self.path} (rolled back): {exc}") from exc
                 raise
             self._cache = VectorCache(dimension)
 
@@ -199,26 +212,44 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection) -> list[tuple[str, AddEvent]]:
             out: list[tuple[str, AddEvent]] = []
-            for r in rows:
+            previous: int | None = None
+            for i, r in enumerate(rows):
                 key = (r.user_id or "", r.agent_id or "", r.run_id or "", r.actor_id or "", r.hash)
+                if r.conversational and i == 0:
+                    previous = self._conversation_tail(conn, key[:3], now, r.timestamp)
                 existing = conn.execute(
-                    "SELECT id, expires_at FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? "
+                    "SELECT id, expires_at, rid FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? "
                     "AND actor_id = ? AND hash = ?",
                     key,
                 ).fetchone()
                 if existing and (existing[1] is None or existing[1] > now_iso):
                     out.append((existing[0], "NONE"))
+                    previous = existing[2]
                     continue
                 if existing:  # an expired copy: it is gone for readers, so replace it
                     self._delete_rows(conn, "m.id = ?", [existing[0]], now_iso)
-                conn.execute(
+                cur = conn.execute(
                     "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, "
-                    "n_terms, hash, metadata, created_at, updated_at, timestamp, expires_at, embedding) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (r.id, *key[:4], r.role, r.memory, r.search_text, len(r.search_text.split()), r.hash,
-                     json.dumps(r.metadata, ensure_ascii=False), r.created_at, r.created_at, r.timestamp,
-                     r.expires_at, r.embedding.astype("<f4").tobytes()),
+                    "n_terms, hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        r.id,
+                        *key[:4],
+                        r.role,
+                        r.memory,
+                        r.search_text,
+                        len(r.search_text.split()),
+                        r.hash,
+                        json.dumps(r.metadata, ensure_ascii=False),
+                        r.created_at,
+                        r.created_at,
+                        r.timestamp,
+                        r.expires_at,
+                        previous if r.conversational else None,
+                        r.embedding.astype("<f4").tobytes(),
+                    ),
                 )
+                previous = cur.lastrowid
                 conn.execute(
                     "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, user_id, "
                     "agent_id, run_id) VALUES (?, 'ADD', NULL, ?, ?, ?, ?, ?)",
@@ -229,6 +260,28 @@ class SQLiteStore:
             return out
 
         return self._write(run)
+
+    @staticmethod
+    def _conversation_tail(
+        conn: sqlite3.Connection, scope: tuple[str, str, str], now: datetime, timestamp: str
+    ) -> int | None:
+        """The latest message of the same exact scope that this one continues, if any.
+
+        A chat app adds each turn as it happens, so the user's reply in this call continues the
+        assistant's message of the previous call. "Continues" means added within
+        CONVERSATION_GAP seconds and happening (``timestamp``) within that gap too, so a replayed
+        history with past timestamps does not link one session to the next.
+        """
+        since = to_iso(now - timedelta(seconds=CONVERSATION_GAP))
+        happened = datetime.fromisoformat(timestamp)
+        row = conn.execute(
+            "SELECT rid, timestamp FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? "
+            "AND role IS NOT NULL AND created_at >= ? ORDER BY created_at DESC, rid DESC LIMIT 1",
+            (*scope, since),
+        ).fetchone()
+        if row is None or abs((happened - datetime.fromisoformat(row[1])).total_seconds()) > CONVERSATION_GAP:
+            return None
+        return int(row[0])
 
     def update(
         self,
@@ -267,8 +320,16 @@ class SQLiteStore:
             conn.execute(
                 "UPDATE memories SET memory = ?, search_text = ?, n_terms = ?, hash = ?, metadata = ?, "
                 "updated_at = ?, embedding = ? WHERE id = ?",
-                (text, search_text, len(search_text.split()), content_hash, meta_json, now_iso,
-                 embedding.astype("<f4").tobytes(), memory_id),
+                (
+                    text,
+                    search_text,
+                    len(search_text.split()),
+                    content_hash,
+                    meta_json,
+                    now_iso,
+                    embedding.astype("<f4").tobytes(),
+                    memory_id,
+                ),
             )
             conn.execute(
                 "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, "
@@ -305,6 +366,7 @@ class SQLiteStore:
             self._delete_rows(conn, "m.id = ?", [memory_id], to_iso(now))
             if purge:
                 self._redact(conn, "memory_id = ?", [memory_id])
+                self._merge_index(conn)
             return _row_to_memory(row)
 
         found = self._write(run)
@@ -321,6 +383,7 @@ class SQLiteStore:
             if purge:
                 hwhere, hparams = _scope_sql(scope, alias="history")
                 self._redact(conn, hwhere, hparams)
+                self._merge_index(conn)
             return count
 
         count = self._write(run)
@@ -332,11 +395,28 @@ class SQLiteStore:
     def _redact(conn: sqlite3.Connection, where: str, params: list[Any]) -> None:
         conn.execute(f"UPDATE history SET old_memory = NULL, new_memory = NULL, redacted = 1 WHERE {where}", params)
 
+    @staticmethod
+    def _merge_index(conn: sqlite3.Connection) -> None:
+        # A deleted row's terms stay in older keyword-index segments (FTS5 only records the
+        # deletion) until the segments merge: merge them all, inside the purge's transaction.
+        conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+
     def _scrub(self) -> None:
-        """After a purge: merge the keyword index (drops deleted terms) and empty the WAL."""
-        self._write(lambda c: c.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')"))
+        """After a purge: copy the write-ahead log into the file and empty it (old page images
+        in the log still hold the purged text; secure_delete already zeroed it in the file).
+
+        Raises:
+            StoreBusy: another connection kept reading an older snapshot for ``busy_timeout``,
+                so the log could not be emptied. The purge itself committed; repeat it later.
+        """
         with self._lock:
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy, log, done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy or log != done:
+            raise StoreBusy(
+                f"the purge committed, but another connection to {self.path} is still reading an older "
+                "snapshot, so the purged text remains in the write-ahead log; repeat the purge "
+                "(it is idempotent) once other readers finish, or raise busy_timeout"
+            )
 
     def reset(self) -> None:
         """Delete every memory, history event and the embedder record: an empty store."""
@@ -345,17 +425,20 @@ class SQLiteStore:
             conn.execute("DELETE FROM memories")
             conn.execute("DELETE FROM history")
             conn.execute("DELETE FROM meta WHERE key LIKE 'embedder_%'")
+            self._merge_index(conn)
 
         self._write(run)
-        self._scrub()
-        with self._lock:
-            self.conn.close()
-            self._conn = None
-            self._cache = None
+        try:
+            self._scrub()
+        finally:
+            with self._lock:
+                self.conn.close()
+                self._conn = None
+                self._cache = None
 
     def _prune_changes(self, conn: sqlite3.Connection) -> None:
         # Caches that fall behind the pruned log reload in full (see _sync).
-        low, top = conn.execute("SELECT min(seq), max(seq) FROM changes").fetchone()
+        low, top = conn.execute(_SEQ_RANGE).fetchone()
         if top is not None and top - low > 2 * _CHANGES_KEPT:
             conn.execute("DELETE FROM changes WHERE seq <= ?", (top - _CHANGES_KEPT,))
 
@@ -376,13 +459,13 @@ class SQLiteStore:
             params.extend(fparams)
         return where, params
 
-    def list(self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None) -> list[StoredMemory]:
+    def list(self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None) -> builtins.list[StoredMemory]:
         """Memories in scope matching the filter, newest first; ``now=None`` includes expired ones."""
         where, params = self._where(scope, node, now)
         sql = f"SELECT {_COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at DESC, m.rid DESC LIMIT ?"
         return [_row_to_memory(r) for r in self._read(sql, [*params, limit])]
 
-    def history(self, memory_id: str) -> list[HistoryEvent]:
+    def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
         """Every event of one memory, oldest first."""
         rows = self._read(
             "SELECT id, memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, run_id, redacted "
@@ -391,8 +474,16 @@ class SQLiteStore:
         )
         return [
             HistoryEvent(
-                id=r[0], memory_id=r[1], event=r[2], old_memory=r[3], new_memory=r[4], created_at=r[5],
-                user_id=_none(r[6]), agent_id=_none(r[7]), run_id=_none(r[8]), redacted=bool(r[9]),
+                id=r[0],
+                memory_id=r[1],
+                event=r[2],
+                old_memory=r[3],
+                new_memory=r[4],
+                created_at=r[5],
+                user_id=_none(r[6]),
+                agent_id=_none(r[7]),
+                run_id=_none(r[8]),
+                redacted=bool(r[9]),
             )
             for r in rows
         ]
@@ -408,6 +499,30 @@ class SQLiteStore:
                 out[row[0]] = _row_to_memory(row)
         return out
 
+    def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]:
+        """Ranking columns of search candidates, by row id."""
+        ids = list(rids)
+        out: dict[int, SearchRow] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT rid, search_text, timestamp, prev_rid, expires_at FROM memories WHERE rid IN ({marks})"
+            for row in self._read(sql, chunk):
+                out[row[0]] = SearchRow(*row)
+        return out
+
+    def followers(self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime) -> builtins.list[int]:
+        """Row ids of the messages that directly follow ``rids`` and pass scope, filter and expiry."""
+        ids = list(rids)
+        out: builtins.list[int] = []
+        where, params = self._where(scope, node, now)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT m.rid FROM memories m WHERE m.prev_rid IN ({marks}) AND {where}"
+            out += [r[0] for r in self._read(sql, [*chunk, *params])]
+        return out
+
     def term_stats(self, terms: Sequence[str]) -> tuple[int, float, dict[str, int]]:
         """(number of memories, mean analysed length, document frequency of each term)."""
         docs, total = self._read("SELECT docs, terms FROM stats WHERE id = 1")[0]
@@ -419,7 +534,7 @@ class SQLiteStore:
 
     def keyword(
         self, scope: Scope, node: Node | None, terms: Sequence[str], k: int, now: datetime
-    ) -> list[int]:
+    ) -> builtins.list[int]:
         """Row ids of the best ``k`` BM25 matches (any query term) in scope."""
         if not terms:
             return []
@@ -433,7 +548,7 @@ class SQLiteStore:
 
     def dense(
         self, scope: Scope, node: Node | None, query: Vector, k: int, now: datetime
-    ) -> list[tuple[int, float]]:
+    ) -> builtins.list[tuple[int, float]]:
         """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter."""
         cache = self._sync()
         allowed: set[int] | None = None
@@ -453,15 +568,13 @@ class SQLiteStore:
             cache = self._cache
             if cache is None:
                 raise StoreError("the store is not open")
-            low, top = self._read("SELECT min(seq), max(seq) FROM changes")[0]
+            low, top = self._read(_SEQ_RANGE)[0]
             top = top or 0
             if top == cache.seq:
                 return cache
             if cache.seq < 0 or (low is not None and cache.seq < low - 1):
                 cache.clear()
-                rows = self._read(
-                    "SELECT rid, user_id, agent_id, run_id, expires_at, embedding FROM memories"
-                )
+                rows = self._read("SELECT rid, user_id, agent_id, run_id, expires_at, embedding FROM memories")
                 deleted: list[int] = []
             else:
                 changed = [r[0] for r in self._read("SELECT DISTINCT rid FROM changes WHERE seq > ?", (cache.seq,))]
@@ -475,9 +588,7 @@ class SQLiteStore:
                         chunk,
                     )
                 deleted = sorted(set(changed) - {r[0] for r in rows})
-            upserts = [
-                CachedRow(r[0], r[1], r[2], r[3], _epoch(r[4]), np.frombuffer(r[5], dtype="<f4")) for r in rows
-            ]
+            upserts = [CachedRow(r[0], r[1], r[2], r[3], _epoch(r[4]), np.frombuffer(r[5], dtype="<f4")) for r in rows]
             cache.apply(upserts, deleted)
             cache.seq = top
             return cache

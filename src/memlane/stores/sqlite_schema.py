@@ -7,6 +7,7 @@ Each migration runs once, inside the same ``BEGIN IMMEDIATE`` transaction that r
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "connect", "migrate"]
@@ -31,6 +32,9 @@ CREATE TABLE memories (
     updated_at  TEXT NOT NULL,
     timestamp   TEXT NOT NULL,
     expires_at  TEXT,
+    -- The message this one followed in its conversation (same exact scope), or NULL. Search
+    -- reads the neighbour's relevance at query time: nothing derived from it is stored here.
+    prev_rid    INTEGER,
     embedding   BLOB NOT NULL
 );
 -- One memory per text per scope (and speaker): concurrent adds of the same text end as one row.
@@ -38,6 +42,7 @@ CREATE UNIQUE INDEX memories_dedupe ON memories (user_id, agent_id, run_id, acto
 CREATE INDEX memories_user ON memories (user_id, created_at);
 CREATE INDEX memories_agent ON memories (agent_id, created_at);
 CREATE INDEX memories_run ON memories (run_id, created_at);
+CREATE INDEX memories_prev ON memories (prev_rid) WHERE prev_rid IS NOT NULL;
 
 CREATE TABLE history (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -97,13 +102,29 @@ def connect(path: str, *, busy_timeout: float, durability: str) -> sqlite3.Conne
     """Open ``path`` in autocommit mode (memlane issues BEGIN/COMMIT itself) with WAL on."""
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _enable_wal(conn, busy_timeout)
     # FULL fsyncs the WAL at every commit: an acknowledged write survives power loss.
     conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys = ON")
     # Deleted text is overwritten with zeros in the file, not left in free pages.
     conn.execute("PRAGMA secure_delete = ON")
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    # Switching a new file to WAL needs an exclusive lock. When several processes open the new
+    # file at once, SQLite answers "database is locked" at once instead of calling the busy
+    # handler (a reader upgrading its lock could deadlock), so wait here; once the file is in WAL
+    # mode (a persistent setting) the pragma no longer needs the lock.
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:

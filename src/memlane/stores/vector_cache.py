@@ -149,10 +149,8 @@ class VectorCache:
             if idx.size == 0 or k <= 0:
                 return []
             # Scoring only the scope's rows pays when the scope is a small part of the store.
-            if idx.size * 4 < self._size:
-                scores = self._vecs[idx] @ query
-            else:
-                scores = (self._vecs[: self._size] @ query)[idx]
+            small = idx.size * 4 < self._size
+            scores = self._vecs[idx] @ query if small else (self._vecs[: self._size] @ query)[idx]
             top = np.argpartition(-scores, k - 1)[:k] if idx.size > k else np.arange(idx.size)
             top = top[np.argsort(-scores[top], kind="stable")]
             return [(int(self._rids[idx[i]]), float(scores[i])) for i in top]

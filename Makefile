@@ -1,0 +1,36 @@
+# memlane: `make demo` runs the embedded engine end to end; `make test` runs every check.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench bench-locomo bench-scale clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The demo keeps its data in ./.memlane-demo (MEMLANE_HOME), never in your home directory.
+demo: $(STAMP)
+	MEMLANE_HOME=$(CURDIR)/.memlane-demo $(BIN)/python examples/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+bench-locomo: $(STAMP)
+	$(BIN)/python bench/locomo.py --ablation
+
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
+
+bench: bench-locomo bench-scale
+
+clean:
+	rm -rf $(VENV) .memlane-demo .pytest_cache .mypy_cache .ruff_cache
