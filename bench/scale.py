@@ -207,16 +207,12 @@ def add_all(mem: Memory, texts: Sequence[str], users: int | None) -> float:
             per_user.setdefault(i % users, []).append(text)
         for user, mine in per_user.items():
             for i in range(0, len(mine), PER_CALL):
-                mem.add(
-                    [{"role": "user", "content": t} for t in mine[i : i + PER_CALL]], user_id=f"user{user}"
-                )
+                mem.add([{"role": "user", "content": t} for t in mine[i : i + PER_CALL]], user_id=f"user{user}")
     return len(texts) / (time.perf_counter() - start)
 
 
 def bench_search(mem: Memory, queries: Sequence[str], users: int | None) -> dict[str, float]:
-    scope = (
-        (lambda i: {"user_id": "everyone"}) if users is None else (lambda i: {"user_id": f"user{i % users}"})
-    )
+    scope = (lambda i: {"user_id": "everyone"}) if users is None else (lambda i: {"user_id": f"user{i % users}"})
     cold = timed(mem.search, queries[0], limit=10, **scope(0))
     times = [timed(mem.search, q, limit=10, **scope(i)) for i, q in enumerate(queries)]
     return {
@@ -230,9 +226,7 @@ def bench_single_add(db: Path, embedder: Any, n: int, durability: str) -> dict[s
     rng = random.Random(durability)
     with memory(db, embedder, durability) as mem:
         mem.get_all(user_id="everyone", limit=1)  # open outside the timing
-        texts = [
-            f"note {rng.randint(0, 10**9)}: {rng.choice(NAMES)} likes {rng.choice(FOODS)}" for _ in range(n)
-        ]
+        texts = [f"note {rng.randint(0, 10**9)}: {rng.choice(NAMES)} likes {rng.choice(FOODS)}" for _ in range(n)]
         times = [timed(mem.add, t, user_id="everyone") for t in texts]
     return {
         f"single_add_p50_ms_{durability}": pct(times, 0.5),
@@ -296,12 +290,8 @@ def run(sizes: list[int], n_queries: int, n_adds: int, ingest_n: int, work: Path
             if users is not None and size == max(sizes):
                 with memory(db, emb) as mem:
                     mem.get_all(user_id="user1", limit=1)
-                    summary["purge_one_user_ms"] = round(
-                        timed(mem.delete_all, user_id="user1", purge=True), 1
-                    )
-            summary["db_mb_" + str(size)] = round(
-                sum(p.stat().st_size for p in work.glob(db.name + "*")) / 1e6, 1
-            )
+                    summary["purge_one_user_ms"] = round(timed(mem.delete_all, user_id="user1", purge=True), 1)
+            summary["db_mb_" + str(size)] = round(sum(p.stat().st_size for p in work.glob(db.name + "*")) / 1e6, 1)
             rows.append(row)
             for path in work.glob(db.name + "*"):
                 path.unlink()
@@ -326,8 +316,7 @@ def run(sizes: list[int], n_queries: int, n_adds: int, ingest_n: int, work: Path
 
 def table(summary: dict[str, Any]) -> str:
     lines = [
-        f"embedder {summary['embedder']}, {summary['machine']['cpus']} CPUs, "
-        f"{summary['queries']} queries per row",
+        f"embedder {summary['embedder']}, {summary['machine']['cpus']} CPUs, {summary['queries']} queries per row",
         "",
         f"{'memories':>9}  {'layout':<11} {'search p50':>10} {'p95':>7} {'first':>8} {'store ingest':>13}",
     ]
@@ -353,11 +342,7 @@ def table(summary: dict[str, Any]) -> str:
     lines.append("")
     for name, t in summary["targets"].items():
         m = t["measured"]
-        ok = (
-            "n/a"
-            if m is None
-            else ("ok" if (m >= t["target"] if "per_s" in name else m <= t["target"]) else "MISSED")
-        )
+        ok = "n/a" if m is None else ("ok" if (m >= t["target"] if "per_s" in name else m <= t["target"]) else "MISSED")
         lines.append(f"target {name}: {t['target']} -> {m} {ok}")
     return "\n".join(lines)
 

@@ -64,6 +64,11 @@ WORKER = textwrap.dedent(
             assert len(hits) == 5 or len(hits) >= min(5, seen), (len(hits), seen)
             seen = count
             out.append(count)
+    elif mode == "open":
+        for rnd in range(n):
+            barrier(f"open{rnd}", int(sys.argv[6]))
+            with Memory(f"{db}.{rnd}", embedder=HashEmbedder()) as fresh:
+                out.append(fresh.add(f"{wid} was here", user_id="shared")["results"][0]["event"])
     elif mode == "change":
         ops = json.loads(sys.argv[6])
         out.append(m.add(ops["add"], user_id="shared")["results"][0]["id"])
@@ -111,6 +116,19 @@ def test_concurrent_writers_on_a_new_file_lose_nothing(tmp_path: Path) -> None:
     applied = rows(db, "SELECT version FROM schema_migrations ORDER BY version")
     assert applied == [(v,) for v, _, _ in sqlite_schema.MIGRATIONS]  # each migration ran once
     assert counts == sorted(counts) and counts[-1] == 200  # the reader never saw rows vanish
+
+
+def test_processes_opening_a_new_file_at_once(tmp_path: Path) -> None:
+    # Several processes creating one file at the same instant race to switch it to WAL mode and
+    # to migrate it: none may fail, and the schema is applied once.
+    db, rounds = tmp_path / "new.db", 16
+    outs = results([spawn(tmp_path, "open", db, f"w{i}", rounds, "6") for i in range(6)])
+    assert outs == [["ADD"] * rounds] * 6
+    for rnd in range(rounds):
+        fresh = Path(f"{db}.{rnd}")
+        assert rows(fresh, "SELECT count(*) FROM memories") == [(6,)]
+        assert rows(fresh, "SELECT count(*) FROM schema_migrations") == [(len(sqlite_schema.MIGRATIONS),)]
+        assert rows(fresh, "PRAGMA journal_mode") == [("wal",)]
 
 
 def test_racing_adds_of_the_same_text_store_it_once(tmp_path: Path) -> None:

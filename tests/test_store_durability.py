@@ -38,9 +38,7 @@ def msgs(*texts: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": t} for t in texts]
 
 
-def open_memory(
-    path: Path, embedder: Any = None, clock: FrozenClock | None = None, **store_kw: Any
-) -> Memory:
+def open_memory(path: Path, embedder: Any = None, clock: FrozenClock | None = None, **store_kw: Any) -> Memory:
     store = SQLiteStore(path, **{"busy_timeout": 5.0, "durability": "normal", **store_kw})
     return Memory(store=store, embedder=embedder or HashEmbedder(), clock=clock or FrozenClock())
 
@@ -153,9 +151,7 @@ def test_a_failure_mid_write_leaves_the_vector_cache_in_step(mem: Memory) -> Non
     assert hits[0]["id"] == added and not any(h["memory"] == "november oscar" for h in hits)
     vec = mem.embedder.embed(["november oscar"])[0]
     rows = mem.store.fetch(r for r, _ in mem.store.dense(Scope(user_id="u1"), None, vec, 50, T0))
-    assert sorted(r.memory for r in rows.values()) == sorted(
-        r["memory"] for r in mem.get_all(user_id="u1")["results"]
-    )
+    assert sorted(r.memory for r in rows.values()) == sorted(r["memory"] for r in mem.get_all(user_id="u1")["results"])
 
 
 class ExplodingEmbedder(HashEmbedder):
@@ -265,9 +261,7 @@ def test_a_killed_writer_leaves_a_consistent_file_with_every_acknowledged_write(
     assert len(added) > 500 and gone and gone <= deleted and not live & gone
     assert added - live <= deleted  # every acknowledged add is there, unless something deleted it
     for op, mid in ((op, ids[0]) for op, *ids in acked if op == "updated"):
-        events = [
-            e for (e,) in conn.execute("SELECT event FROM history WHERE memory_id = ? ORDER BY id", (mid,))
-        ]
+        events = [e for (e,) in conn.execute("SELECT event FROM history WHERE memory_id = ? ORDER BY id", (mid,))]
         assert events[:2] == ["ADD", "UPDATE"], (op, mid, events)
     conn.close()
     with open_memory(db) as m:  # and memlane itself opens it and searches every scope
@@ -296,9 +290,7 @@ def test_reopening_with_another_embedder_is_refused(tmp_path: Path) -> None:
 
 def _migrations(db: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
-        return conn.execute(
-            "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
-        ).fetchall()
+        return conn.execute("SELECT version, name, applied_at FROM schema_migrations ORDER BY version").fetchall()
 
 
 def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
@@ -372,9 +364,7 @@ def test_purge_leaves_no_trace_in_the_file(tmp_path: Path) -> None:
         vocab = {t for (t,) in m.store.conn.execute("SELECT term FROM memories_vocab")}
         assert not vocab & {"zebra", "violet", "7781"} and {"garden", "weather"} <= vocab
         assert all(e["redacted"] and e["old_memory"] is None for e in m.history(secret))
-        kept_id = m.store.conn.execute(
-            "SELECT memory_id FROM history WHERE old_memory = ?", (KEPT,)
-        ).fetchone()[0]
+        kept_id = m.store.conn.execute("SELECT memory_id FROM history WHERE old_memory = ?", (KEPT,)).fetchone()[0]
         assert m.history(kept_id)[-1]["old_memory"] == KEPT
         assert len(m.get_all(user_id="f1", limit=1000)["results"]) == 75
     assert b"zebra" not in file_bytes(db)

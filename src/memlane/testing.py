@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from memlane.core.filters import Node, parse_filter, to_iso
-from memlane.core.records import NewMemory, StoredMemory
+from memlane.core.records import NewMemory, SearchRow, StoredMemory
 from memlane.core.text import analyse, content_hash, query_terms
 from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryNotFound, StoreError
 from memlane.protocols import EmbedKind, Vector, Vectors
@@ -105,6 +105,8 @@ class StoreUnderTest(Protocol):
         self, scope: Scope, node: Node | None, query: Vector, k: int, now: datetime
     ) -> builtins.list[tuple[int, float]]: ...
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]: ...
+    def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]: ...
+    def followers(self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime) -> builtins.list[int]: ...
     def list(
         self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None
     ) -> builtins.list[StoredMemory]: ...
@@ -172,6 +174,7 @@ class StoreContract:
         metadata: dict[str, Any] | None = None,
         created: datetime = _T0,
         expires_at: datetime | None = None,
+        conversational: bool = False,
     ) -> NewMemory:
         """A memory ready to insert, built the way ``Memory.add`` builds it."""
         return NewMemory(
@@ -189,6 +192,7 @@ class StoreContract:
             created_at=to_iso(created),
             timestamp=to_iso(created),
             expires_at=to_iso(expires_at) if expires_at else None,
+            conversational=conversational,
         )
 
     def add(self, store: StoreUnderTest, *texts: str, **kwargs: Any) -> builtins.list[str]:
@@ -536,3 +540,27 @@ class StoreContract:
         assert self.keyword_ids(reader, "stamps") and self.keyword_ids(reader, "kayak") == []
         rid = self.rids(reader)[moved]
         assert abs(reader.cosines(self.vec(text), [rid])[rid] - 1.0) < 1e-5
+
+    # -- conversation links ---------------------------------------------------------------------
+    def test_search_rows_and_followers(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        turns = ["where did you hike?", "up Ben Nevis", "how was it?"]
+        ids = self.add(store, *turns, conversational=True)
+        lone = self.add(store, "a note on its own")[0]
+        soon = _T0 + timedelta(hours=1)
+        (late,) = self.add(store, "and a late reply", conversational=True, expires_at=soon)
+        rid = self.rids(store)
+        rows = store.search_rows([rid[i] for i in [*ids, lone, late]] + [10**9])
+        assert sorted(rows) == sorted(rid.values())
+        first, second, third = (rows[rid[i]] for i in ids)
+        assert (first.search_text, first.timestamp) == (analyse(turns[0]), to_iso(_T0))
+        assert (second.prev_rid, third.prev_rid) == (first.rid, second.rid)  # each turn follows the last
+        assert rows[rid[lone]].prev_rid is None and rows[rid[late]].expires_at == to_iso(soon)
+        assert store.followers([first.rid], _ALICE, None, _T0) == [second.rid]
+        assert sorted(store.followers([first.rid, second.rid], _ALICE, None, _T0)) == [second.rid, third.rid]
+        assert store.followers([first.rid], Scope(user_id="bob"), None, _T0) == []
+        assert store.followers([first.rid], _ALICE, parse_filter({"kind": "x"}), _T0) == []
+        prev = rows[rid[late]].prev_rid
+        if prev is not None:  # linked to the last message: an expired follower is hidden
+            assert rid[late] in store.followers([prev], _ALICE, None, _T0)
+            assert rid[late] not in store.followers([prev], _ALICE, None, soon + timedelta(seconds=1))

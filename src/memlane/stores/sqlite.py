@@ -519,7 +519,8 @@ class SQLiteStore:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT m.rid FROM memories m WHERE m.prev_rid IN ({marks}) AND {where}"
+            # Without the hint the planner walks the whole scope by its index (85 ms at 100k rows).
+            sql = f"SELECT m.rid FROM memories m INDEXED BY memories_prev WHERE m.prev_rid IN ({marks}) AND {where}"
             out += [r[0] for r in self._read(sql, [*chunk, *params])]
         return out
 

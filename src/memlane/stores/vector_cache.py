@@ -92,6 +92,8 @@ class VectorCache:
                 if slot is not None:
                     self._alive[slot] = False
                     self._dead += 1
+            upserts = list(upserts)
+            self._grow(self._size + len(upserts))  # one allocation for a full load, not ~log2(n) copies
             for row in upserts:
                 slot = self._slot.get(row.rid)
                 if slot is None:
