@@ -53,7 +53,7 @@ HISTORY_KEYS = {
     "run_id",
     "redacted",
 }
-EXPLAIN_KEYS = {"dense", "keyword", "entity", "recency", "weights", "matched_terms", "sources"}
+EXPLAIN_KEYS = {"context", "dense", "keyword", "entity", "recency", "weights", "matched_terms", "sources"}
 
 
 def _utc(value: str) -> datetime:
@@ -570,7 +570,7 @@ def test_explain_contents(foods: Memory) -> None:
         assert set(why["weights"]) == {"dense", "keyword", "entity", "recency"}
         assert math.isclose(sum(why["weights"].values()), 1.0, abs_tol=1e-3)
         assert why["weights"]["recency"] == 0.0 and why["recency"] == 0.0
-        assert why["sources"] and set(why["sources"]) <= {"dense", "keyword"}
+        assert why["sources"] and set(why["sources"]) <= {"dense", "keyword", "context"}
         assert set(why["matched_terms"]) <= {"lentil", "soup"}
     by_text = {h["memory"]: h["explain"] for h in hits}
     both = by_text["I'm vegetarian and love lentil soup"]
