@@ -80,7 +80,9 @@ def run(data_dir: Path, ranking: dict[str, Any] | None, label: str) -> dict[str,
                 t0 = time.perf_counter()
                 res = mem.add(
                     [{"role": "user", "content": text, "name": speaker}],
-                    user_id=scope, metadata={"dia_id": dia_id}, timestamp=when,
+                    user_id=scope,
+                    metadata={"dia_id": dia_id},
+                    timestamp=when,
                 )
                 ingest_ms.append((time.perf_counter() - t0) * 1000)
                 dia_to_mem[dia_id] = res["results"][0]["id"]
@@ -142,8 +144,10 @@ def main() -> None:
             f"{r['label']:<14}{ra[1]:>8}{ra[5]:>6}{ra[10]:>6}{ra[20]:>6}{rn[10]:>9}{r['mrr']:>7}"
             f"{r['median_words_at_10']:>9}{r['ingest_ms_per_turn']:>10}{r['search_ms_p50']:>8}{r['search_ms_p95']:>8}"
         )
-    print(f"questions: {results[0]['questions']} (categories 1-4; {results[0]['skipped_bad_evidence']} skipped: "
-          "gold evidence names no stored turn)")
+    print(
+        f"questions: {results[0]['questions']} (categories 1-4; {results[0]['skipped_bad_evidence']} skipped: "
+        "gold evidence names no stored turn)"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

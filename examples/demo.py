@@ -28,7 +28,10 @@ def main() -> None:
             {"role": "user", "content": "Any idea for dinner? I have chickpeas and spinach."},
             {"role": "assistant", "content": "A chickpea and spinach curry with rice would work well."},
         ],
-        user_id="alice", agent_id="chef", run_id="s1", metadata={"topic": "food"},
+        user_id="alice",
+        agent_id="chef",
+        run_id="s1",
+        metadata={"topic": "food"},
         timestamp=datetime(2026, 5, 4, 9, 30),
     )
     m.add("My sister Maya's birthday is on 12 June", user_id="alice", metadata={"topic": "family"})

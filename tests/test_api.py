@@ -142,9 +142,7 @@ def test_metadata_is_copied_at_add(memory: Memory) -> None:
 
 
 def test_search_shape_and_scores(memory: Memory) -> None:
-    memory.add(
-        _msgs("I'm vegetarian", "I love hiking in the Alps", "My sister lives in Porto"), user_id="alice"
-    )
+    memory.add(_msgs("I'm vegetarian", "I love hiking in the Alps", "My sister lives in Porto"), user_id="alice")
     result = memory.search("vegetarian food", user_id="alice")
     assert set(result) == {"results"}
     hits = result["results"]
@@ -172,9 +170,7 @@ def test_get_all_shape_has_no_score(memory: Memory) -> None:
 
 
 def test_add_dict_message_keeps_role_and_name(memory: Memory) -> None:
-    mid = _add_one(
-        memory, {"role": "assistant", "content": "Noted, no meat.", "name": "chef"}, user_id="alice"
-    )
+    mid = _add_one(memory, {"role": "assistant", "content": "Noted, no meat.", "name": "chef"}, user_id="alice")
     item = memory.get(mid)
     assert item["memory"] == "Noted, no meat."
     assert item["role"] == "assistant"
@@ -367,9 +363,7 @@ def test_delete_all_purge_redacts_only_that_scope(memory: Memory) -> None:
     assert result["deleted"] == 1
     for mid in (a1, a2):
         events = memory.history(mid)
-        assert events and all(
-            e["redacted"] and e["old_memory"] is None and e["new_memory"] is None for e in events
-        )
+        assert events and all(e["redacted"] and e["old_memory"] is None and e["new_memory"] is None for e in events)
     assert memory.history(b) and memory.history(b)[0]["new_memory"] == "bob note"
     assert _ids(memory.get_all(user_id="bob")) == [b]
 
@@ -534,9 +528,7 @@ def test_threshold_drops_low_scores(foods: Memory) -> None:
     assert kept == [h for h in full if h["score"] >= cut]
     assert 0 < len(kept) < len(full)
     assert foods.search("soup", user_id="alice", threshold=0)["results"] == full
-    assert foods.search("soup", user_id="alice", threshold=1.0)["results"] == [
-        h for h in full if h["score"] >= 1.0
-    ]
+    assert foods.search("soup", user_id="alice", threshold=1.0)["results"] == [h for h in full if h["score"] >= 1.0]
 
 
 def test_limit_caps_results(foods: Memory) -> None:

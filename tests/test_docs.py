@@ -39,9 +39,7 @@ def test_public_method_list_is_complete() -> None:
 def test_memory_method_is_documented(name: str) -> None:
     text = _documentation()
     pattern = re.compile(rf"(\b{re.escape(name)}\s*\(|`{re.escape(name)}`)")
-    assert pattern.search(text), (
-        f"Memory.{name} is not mentioned in README.md or docs/ (as `{name}(` or `{name}`)"
-    )
+    assert pattern.search(text), f"Memory.{name} is not mentioned in README.md or docs/ (as `{name}(` or `{name}`)"
 
 
 def test_readme_shows_the_core_methods() -> None:

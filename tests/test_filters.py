@@ -162,9 +162,7 @@ def test_nesting_and_logical_beside_fields() -> None:
 
 
 def test_field_resolution() -> None:
-    assert parse_filter({"address.city": "Paris"}) == Cond(
-        "address.city", "eq", "Paris", None, ("address", "city")
-    )
+    assert parse_filter({"address.city": "Paris"}) == Cond("address.city", "eq", "Paris", None, ("address", "city"))
     assert parse_filter({"metadata.role": "x"}) == Cond("metadata.role", "eq", "x", None, ("role",))
     assert parse_filter({"metadata.a.b": 1}).path == ("a", "b")  # type: ignore[union-attr]
     assert parse_filter({"key with-dash_1": 1}).path == ("key with-dash_1",)  # type: ignore[union-attr]
@@ -383,9 +381,7 @@ def conn() -> Iterator[sqlite3.Connection]:
         ({"s": "x' OR 1=1 --"}, set()),
     ],
 )
-def test_sql_selects_expected_ids(
-    conn: sqlite3.Connection, filters: dict[str, Any], expected: set[str]
-) -> None:
+def test_sql_selects_expected_ids(conn: sqlite3.Connection, filters: dict[str, Any], expected: set[str]) -> None:
     node = parse_filter(filters)
     assert _sql_ids(conn, node) == expected
     assert _py_ids(RECORDS, node) == expected
@@ -397,9 +393,7 @@ def test_custom_column_expressions_and_metadata_column() -> None:
     db.execute("INSERT INTO m VALUES ('a', '2026', ?, 'v', 't')", (json.dumps({"tags": ["x"]}),))
     db.execute("INSERT INTO m VALUES ('b', NULL, ?, 'v', 't')", (json.dumps({"tags": ["y"]}),))
     node = parse_filter({"created_at": {"gte": "2000"}, "tags": {"contains": "x"}, "id": {"ne": "z"}})
-    sql, params = compile_sqlite(
-        node, metadata_column="m.meta", columns={"created_at": "m.born", "id": "m.mid"}
-    )
+    sql, params = compile_sqlite(node, metadata_column="m.meta", columns={"created_at": "m.born", "id": "m.mid"})
     assert [r[0] for r in db.execute(f"SELECT m.mid FROM m WHERE {sql}", params)] == ["a"]
 
 

@@ -149,9 +149,7 @@ FOREIGN_FILTERS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("filters", FOREIGN_FILTERS, ids=repr)
-@pytest.mark.parametrize(
-    "scope", [Scope(user_id="alice"), Scope(agent_id="chef"), Scope(run_id="r2")], ids=repr
-)
+@pytest.mark.parametrize("scope", [Scope(user_id="alice"), Scope(agent_id="chef"), Scope(run_id="r2")], ids=repr)
 def test_filters_never_reach_other_scopes(world: World, scope: Scope, filters: dict[str, Any]) -> None:
     memory, expected = world.memory, world.expected(scope)
     listed = memory.get_all(**_kwargs(scope), filters=filters, limit=1000)
@@ -222,9 +220,7 @@ def test_delete_by_id_touches_only_that_memory(world: World) -> None:
     target = next(
         mid
         for mid, item in world.items.items()
-        if item["memory"] == "order ZX-4471 shipped"
-        and item["user_id"] == "bob"
-        and item["agent_id"] == "planner"
+        if item["memory"] == "order ZX-4471 shipped" and item["user_id"] == "bob" and item["agent_id"] == "planner"
     )
     before = world.snapshot()
     memory.delete(target, purge=True)
@@ -246,9 +242,7 @@ _USERS = st.sampled_from([None, "u1", "u2"])
 _AGENTS = st.sampled_from([None, "a1", "a2"])
 _RUNS = st.sampled_from([None, "r1"])
 _SCOPE = st.tuples(_USERS, _AGENTS, _RUNS).filter(lambda s: any(s))
-_TEXTS = st.sampled_from(
-    ["tea", "I like tea", "coffee please", "order 77 shipped", "tea and coffee", "Porto"]
-)
+_TEXTS = st.sampled_from(["tea", "I like tea", "coffee please", "order 77 shipped", "tea and coffee", "Porto"])
 _QUERY_SCOPES = [
     Scope(u, a, r)
     for u in (None, "u1", "u2", "u3")
@@ -283,9 +277,7 @@ def test_random_interleavings_never_cross_scopes(scratch: Path, ops: list[Any], 
             assert owner.setdefault(result["id"], (user, agent, run)) == (user, agent, run)
         for scope in _QUERY_SCOPES:
             expected = {
-                mid
-                for mid, (u, a, r) in owner.items()
-                if _covers(scope, {"user_id": u, "agent_id": a, "run_id": r})
+                mid for mid, (u, a, r) in owner.items() if _covers(scope, {"user_id": u, "agent_id": a, "run_id": r})
             }
             kwargs = _kwargs(scope)
             assert _ids(memory.get_all(**kwargs, limit=1000)) == expected

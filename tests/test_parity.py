@@ -288,9 +288,7 @@ async def test_async_wraps_an_existing_memory(memory: Memory) -> None:
 
 async def test_concurrent_async_adds(async_memory: AsyncMemory) -> None:
     texts = [f"fact number {i}" for i in range(20)]
-    results = await asyncio.gather(
-        *(async_memory.add(t, user_id=f"user{i % 4}") for i, t in enumerate(texts))
-    )
+    results = await asyncio.gather(*(async_memory.add(t, user_id=f"user{i % 4}") for i, t in enumerate(texts)))
     assert all(r["results"][0]["event"] == "ADD" for r in results)
     for u in range(4):
         listed = await async_memory.get_all(user_id=f"user{u}")

@@ -88,9 +88,7 @@ def test_keyword_only_hit_enters_results(real_memory: Memory) -> None:
     assert not any("4471" in p for p in parcels)
     _add(real_memory, parcels, user_id="alice")
     real_memory.add(TARGET, user_id="alice")
-    hits = real_memory.search("where is my parcel ZX-4471?", user_id="alice", limit=5, explain=True)[
-        "results"
-    ]
+    hits = real_memory.search("where is my parcel ZX-4471?", user_id="alice", limit=5, explain=True)["results"]
     assert len(hits) == 5
     found = [h for h in hits if h["memory"] == TARGET]
     assert found, f"the only memory holding ZX-4471 is missing: {[h['memory'] for h in hits]}"

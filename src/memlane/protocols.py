@@ -6,13 +6,20 @@ A third-party provider implements one of these protocols and registers itself th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+import builtins
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EmbedKind", "Embedder", "Vector", "Vectors"]
+if TYPE_CHECKING:
+    from memlane.core.filters import Node
+    from memlane.core.records import NewMemory, SearchRow, StoredMemory
+    from memlane.types import AddEvent, HistoryEvent, Scope
+
+__all__ = ["EmbedKind", "Embedder", "Store", "Vector", "Vectors"]
 
 EmbedKind = Literal["document", "query"]
 Vector = npt.NDArray[np.float32]
@@ -46,3 +53,44 @@ class Embedder(Protocol):
             ProviderError: the model failed.
         """
         ...
+
+
+class Store(Protocol):
+    """What ``Memory`` calls on its store; ``memlane.testing.StoreContract`` checks a backend against it.
+
+    Every write method is one transaction; reads never see a half-applied write.
+    """
+
+    def open(self, embedder_id: str, dimension: int) -> None: ...
+    def close(self) -> None: ...
+    def insert(self, rows: Sequence[NewMemory], now: datetime) -> builtins.list[tuple[str, AddEvent]]: ...
+    def update(
+        self,
+        memory_id: str,
+        *,
+        text: str,
+        search_text: str,
+        content_hash: str,
+        embedding: Vector,
+        metadata: dict[str, Any] | None,
+        now: datetime,
+    ) -> tuple[StoredMemory, StoredMemory]: ...
+    def delete(self, memory_id: str, *, purge: bool, now: datetime) -> StoredMemory: ...
+    def delete_scope(self, scope: Scope, *, purge: bool, now: datetime) -> int: ...
+    def reset(self) -> None: ...
+    def get(self, memory_id: str) -> StoredMemory | None: ...
+    def history(self, memory_id: str) -> builtins.list[HistoryEvent]: ...
+    def fetch(self, rids: Iterable[int]) -> dict[int, StoredMemory]: ...
+    def term_stats(self, terms: Sequence[str]) -> tuple[int, float, dict[str, int]]: ...
+    def keyword(
+        self, scope: Scope, node: Node | None, terms: Sequence[str], k: int, now: datetime
+    ) -> builtins.list[int]: ...
+    def dense(
+        self, scope: Scope, node: Node | None, query: Vector, k: int, now: datetime
+    ) -> builtins.list[tuple[int, float]]: ...
+    def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]: ...
+    def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]: ...
+    def followers(self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime) -> builtins.list[int]: ...
+    def list(
+        self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None
+    ) -> builtins.list[StoredMemory]: ...

@@ -12,19 +12,19 @@ from __future__ import annotations
 import builtins
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from memlane.core.filters import Node, parse_filter, to_iso
-from memlane.core.records import NewMemory, SearchRow, StoredMemory
+from memlane.core.filters import parse_filter, to_iso
+from memlane.core.records import NewMemory, StoredMemory
 from memlane.core.text import analyse, content_hash, query_terms
 from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryNotFound, StoreError
-from memlane.protocols import EmbedKind, Vector, Vectors
-from memlane.types import AddEvent, HistoryEvent, Scope
+from memlane.protocols import EmbedKind, Store, Vector, Vectors
+from memlane.types import Scope
 
 __all__ = ["FrozenClock", "HashEmbedder", "StoreContract", "StoreFactory", "StoreUnderTest"]
 
@@ -74,42 +74,8 @@ class FrozenClock:
 # -- the store contract --------------------------------------------------------------------
 
 
-class StoreUnderTest(Protocol):
-    """What ``Memory`` calls on its store: the surface :class:`StoreContract` checks."""
-
-    def open(self, embedder_id: str, dimension: int) -> None: ...
-    def close(self) -> None: ...
-    def insert(self, rows: Sequence[NewMemory], now: datetime) -> builtins.list[tuple[str, AddEvent]]: ...
-    def update(
-        self,
-        memory_id: str,
-        *,
-        text: str,
-        search_text: str,
-        content_hash: str,
-        embedding: Vector,
-        metadata: dict[str, Any] | None,
-        now: datetime,
-    ) -> tuple[StoredMemory, StoredMemory]: ...
-    def delete(self, memory_id: str, *, purge: bool, now: datetime) -> StoredMemory: ...
-    def delete_scope(self, scope: Scope, *, purge: bool, now: datetime) -> int: ...
-    def reset(self) -> None: ...
-    def get(self, memory_id: str) -> StoredMemory | None: ...
-    def history(self, memory_id: str) -> builtins.list[HistoryEvent]: ...
-    def fetch(self, rids: Iterable[int]) -> dict[int, StoredMemory]: ...
-    def term_stats(self, terms: Sequence[str]) -> tuple[int, float, dict[str, int]]: ...
-    def keyword(
-        self, scope: Scope, node: Node | None, terms: Sequence[str], k: int, now: datetime
-    ) -> builtins.list[int]: ...
-    def dense(
-        self, scope: Scope, node: Node | None, query: Vector, k: int, now: datetime
-    ) -> builtins.list[tuple[int, float]]: ...
-    def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]: ...
-    def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]: ...
-    def followers(self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime) -> builtins.list[int]: ...
-    def list(
-        self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None
-    ) -> builtins.list[StoredMemory]: ...
+# Kept as an alias: the store surface is memlane.protocols.Store.
+StoreUnderTest = Store
 
 
 StoreFactory = Callable[[], StoreUnderTest]

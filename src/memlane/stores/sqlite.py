@@ -488,41 +488,32 @@ class SQLiteStore:
             for r in rows
         ]
 
-    def fetch(self, rids: Iterable[int]) -> dict[int, StoredMemory]:
-        """Memories by row id (search candidates)."""
-        ids = list(rids)
-        out: dict[int, StoredMemory] = {}
+    def _read_in(self, sql: str, ids: Iterable[int], params: Sequence[Any] = ()) -> builtins.list[Any]:
+        """Run ``sql``, whose ``{marks}`` is an ``IN`` list, over ``ids`` in chunks of 500."""
+        ids = builtins.list(ids)
+        out: builtins.list[Any] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._read(f"SELECT {_COLUMNS} FROM memories m WHERE m.rid IN ({marks})", chunk):
-                out[row[0]] = _row_to_memory(row)
+            # replace(), not format(): the SQL may hold braces of its own.
+            out += self._read(sql.replace("{marks}", ",".join("?" * len(chunk))), [*chunk, *params])
         return out
+
+    def fetch(self, rids: Iterable[int]) -> dict[int, StoredMemory]:
+        """Memories by row id (search hits)."""
+        rows = self._read_in(f"SELECT {_COLUMNS} FROM memories m WHERE m.rid IN ({{marks}})", rids)
+        return {row[0]: _row_to_memory(row) for row in rows}
 
     def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]:
         """Ranking columns of search candidates, by row id."""
-        ids = list(rids)
-        out: dict[int, SearchRow] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT rid, search_text, timestamp, prev_rid, expires_at FROM memories WHERE rid IN ({marks})"
-            for row in self._read(sql, chunk):
-                out[row[0]] = SearchRow(*row)
-        return out
+        sql = "SELECT rid, search_text, timestamp, prev_rid, expires_at FROM memories WHERE rid IN ({marks})"
+        return {row[0]: SearchRow(*row) for row in self._read_in(sql, rids)}
 
     def followers(self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime) -> builtins.list[int]:
         """Row ids of the messages that directly follow ``rids`` and pass scope, filter and expiry."""
-        ids = list(rids)
-        out: builtins.list[int] = []
         where, params = self._where(scope, node, now)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            # Without the hint the planner walks the whole scope by its index (85 ms at 100k rows).
-            sql = f"SELECT m.rid FROM memories m INDEXED BY memories_prev WHERE m.prev_rid IN ({marks}) AND {where}"
-            out += [r[0] for r in self._read(sql, [*chunk, *params])]
-        return out
+        # Without the hint the planner walks the whole scope by its index (85 ms at 100k rows).
+        sql = f"SELECT m.rid FROM memories m INDEXED BY memories_prev WHERE m.prev_rid IN ({{marks}}) AND {where}"
+        return [r[0] for r in self._read_in(sql, rids, params)]
 
     def term_stats(self, terms: Sequence[str]) -> tuple[int, float, dict[str, int]]:
         """(number of memories, mean analysed length, document frequency of each term)."""
@@ -579,15 +570,10 @@ class SQLiteStore:
                 deleted: list[int] = []
             else:
                 changed = [r[0] for r in self._read("SELECT DISTINCT rid FROM changes WHERE seq > ?", (cache.seq,))]
-                rows = []
-                for start in range(0, len(changed), 500):
-                    chunk = changed[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    rows += self._read(
-                        "SELECT rid, user_id, agent_id, run_id, expires_at, embedding FROM memories "
-                        f"WHERE rid IN ({marks})",
-                        chunk,
-                    )
+                rows = self._read_in(
+                    "SELECT rid, user_id, agent_id, run_id, expires_at, embedding FROM memories WHERE rid IN ({marks})",
+                    changed,
+                )
                 deleted = sorted(set(changed) - {r[0] for r in rows})
             upserts = [CachedRow(r[0], r[1], r[2], r[3], _epoch(r[4]), np.frombuffer(r[5], dtype="<f4")) for r in rows]
             cache.apply(upserts, deleted)
