@@ -66,7 +66,7 @@ class MiniLMOnnxEmbedder:
         self._threads = threads or min(4, os.cpu_count() or 1)
         self._batch_size = batch_size
         self._max_length = max_length
-        self._session: Any = None
+        self._sessions: dict[bool, Any] = {}
         self._tokenizer: Any = None
         self._lock = threading.Lock()
 
@@ -75,10 +75,18 @@ class MiniLMOnnxEmbedder:
         """Stable id recorded in the store."""
         return _MODEL_ID
 
-    def _load(self) -> None:
+    def _session(self, spinning: bool) -> Any:
+        """The inference session for one threading mode, created on first use.
+
+        Queries run on a session whose idle workers sleep at once: spinning workers would steal
+        the cores from the SQLite and numpy work that follows a query embedding (search p50 at
+        100k memories: ~47 -> ~30 ms). Documents run on a spinning session, which answers a
+        single short text ~2 ms sooner (the add is then waiting on fsync, not on the CPU).
+        """
         with self._lock:
-            if self._session is not None:
-                return
+            session = self._sessions.get(spinning)
+            if session is not None:
+                return session
             try:
                 import onnxruntime as ort
                 from tokenizers import Tokenizer
@@ -91,44 +99,45 @@ class MiniLMOnnxEmbedder:
             for path in (model, tok_file):
                 if not path.is_file():
                     raise ConfigError(f"embedder file missing: {path}; reinstall memlane's dependencies")
-            tokenizer = Tokenizer.from_file(str(tok_file))
-            # tokenizer.json pads and truncates at a fixed 128: pad to the batch's longest instead.
-            tokenizer.enable_truncation(self._max_length)
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            if self._tokenizer is None:
+                tokenizer = Tokenizer.from_file(str(tok_file))
+                # tokenizer.json pads and truncates at a fixed 128: pad to the batch's longest instead.
+                tokenizer.enable_truncation(self._max_length)
+                tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+                self._tokenizer = tokenizer
             options = ort.SessionOptions()
             options.intra_op_num_threads = self._threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
-            # Idle workers would spin after each call and steal the cores from the SQLite and
-            # numpy work that follows a query embedding (search p50 at 100k: ~47 -> ~30 ms).
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-            self._tokenizer = tokenizer
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+            session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            self._sessions[spinning] = session
+            return session
 
     def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors:
-        """Embed texts (mean-pooled, L2-normalised); ``kind`` is ignored: the model is symmetric.
+        """Embed texts (mean-pooled, L2-normalised). The model is symmetric: ``kind`` only picks the session.
 
         Raises:
             ProviderError: onnxruntime failed.
         """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        self._load()
+        session = self._session(spinning=kind == "document")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         # Sorting by length keeps padding (wasted compute) small inside each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self._batch_size):
             idx = order[start : start + self._batch_size]
-            out[idx] = self._embed_batch([texts[i] for i in idx])
+            out[idx] = self._embed_batch(session, [texts[i] for i in idx])
         return out
 
-    def _embed_batch(self, texts: list[str]) -> Vectors:
+    def _embed_batch(self, session: Any, texts: list[str]) -> Vectors:
         encs = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encs], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         try:
-            hidden: Vectors = self._session.run(None, feeds)[0]
+            hidden: Vectors = session.run(None, feeds)[0]
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ProviderError(f"onnx embedder failed: {exc}", provider="onnx-minilm") from exc
         weights = mask[..., None].astype(np.float32)
