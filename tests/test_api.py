@@ -48,6 +48,7 @@ HISTORY_KEYS = {
     "old_memory",
     "new_memory",
     "created_at",
+    "effective_at",
     "user_id",
     "agent_id",
     "run_id",
@@ -82,7 +83,7 @@ def _ids(result: dict[str, Any]) -> list[str]:
 
 def test_add_returns_mem0_shape(memory: Memory) -> None:
     result = memory.add("I live in Lisbon", user_id="alice")
-    assert set(result) == {"results", "mode"}
+    assert set(result) == {"results", "mode", "usage"}
     assert result["mode"] == "verbatim"
     [item] = result["results"]
     assert set(item) == {"id", "memory", "event"}
@@ -660,7 +661,7 @@ ERROR_CASES: list[tuple[str, str, tuple[Any, ...], dict[str, Any], type[Exceptio
     ("top vs AND", "get_all", (), {"filters": {"user_id": "a", "AND": [{"user_id": "b"}]}}, ScopeConflict),
     ("AND vs top", "get_all", (), {"filters": {"$and": [{"user_id": "b"}], "user_id": "a"}}, ScopeConflict),
     # unknown keyword arguments
-    ("add unknown kw", "add", ("x",), {"user_id": "a", "prompt": "p"}, TypeError),
+    ("add unknown kw", "add", ("x",), {"user_id": "a", "prompt_text": "p"}, TypeError),
     ("search top_k", "search", ("x",), {"user_id": "a", "top_k": 3}, TypeError),
     ("get_all user", "get_all", (), {"user": "a"}, TypeError),
     ("get unknown kw", "get", ("$ID",), {"user_id": "a"}, TypeError),
@@ -819,7 +820,7 @@ def test_error_messages_say_how_to_fix(memory: Memory) -> None:
         memory.add("x", user_id="a", infer=True)
 
 
-def test_llm_in_constructor_is_a_config_error(tmp_path: Path) -> None:
+def test_an_llm_without_the_protocol_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         Memory(path=tmp_path / "m.db", embedder=HashEmbedder(), llm=object())
     assert not (tmp_path / "m.db").exists()

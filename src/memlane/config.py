@@ -22,7 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from memlane.core.ranking import RankingParams
 from memlane.errors import ConfigError
 
-__all__ = ["EmbedderConfig", "MemoryConfig", "RankingConfig", "StoreConfig", "default_home"]
+__all__ = [
+    "EmbedderConfig",
+    "ExtractionConfig",
+    "LLMConfig",
+    "MemoryConfig",
+    "RankingConfig",
+    "StoreConfig",
+    "default_home",
+]
 
 
 def default_home() -> Path:
@@ -40,6 +48,36 @@ class EmbedderConfig(_Strict):
 
     provider: str = "onnx-minilm"
     config: dict[str, Any] = Field(default_factory=dict)
+
+
+class LLMConfig(_Strict):
+    """Which LLM provider extracts facts (``openai``, ``anthropic``, ``ollama``, ``llama_cpp``, …), and its options."""
+
+    provider: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExtractionConfig(_Strict):
+    """How ``add`` turns messages into facts and reconciles them (used when an LLM is configured).
+
+    Attributes:
+        instructions: project-wide rules for the extraction prompt ("only food preferences",
+            "never store health data"); each ``add`` may add its own.
+        includes, excludes: topics to keep to / never remember.
+        related: how many similar stored memories each new fact is compared with.
+        related_threshold: cosine below which a stored memory is not considered related.
+        duplicate_threshold: cosine at or above which a new fact is the same as a stored memory
+            (event NONE without asking the model).
+        max_tokens: answer length limit for each LLM call.
+    """
+
+    instructions: str | None = None
+    includes: list[str] = Field(default_factory=list)
+    excludes: list[str] = Field(default_factory=list)
+    related: int = Field(5, ge=0, le=50)
+    related_threshold: float = Field(0.3, ge=-1, le=1)
+    duplicate_threshold: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(1024, ge=64, le=32_768)
 
 
 class SQLiteStoreOptions(_Strict):
@@ -80,13 +118,32 @@ class RankingConfig(_Strict):
         return RankingParams(**self.model_dump())
 
 
+def _carry_mem0_prompts(data: dict[str, Any]) -> None:
+    """mem0's prompt keys: ``custom_instructions`` / ``custom_fact_extraction_prompt`` become
+    ``extraction.instructions`` (added to memlane's prompt, which keeps its own output format)."""
+    for key in ("custom_instructions", "custom_fact_extraction_prompt"):
+        if key in data:
+            text = data.pop(key)
+            extraction = dict(data.get("extraction") or {})
+            if extraction.get("instructions"):
+                raise ConfigError(f"give {key} or extraction.instructions, not both")
+            extraction["instructions"] = text
+            data["extraction"] = extraction
+    if "custom_update_memory_prompt" in data:
+        raise ConfigError(
+            "custom_update_memory_prompt is not supported: memlane's reconciliation prompt maps model "
+            "answers back to memory ids in code; steer extraction with extraction.instructions instead"
+        )
+
+
 class MemoryConfig(_Strict):
     """Everything ``Memory.from_config`` accepts."""
 
     home: str | None = None
     vector_store: StoreConfig = Field(default_factory=lambda: StoreConfig())
     embedder: EmbedderConfig = Field(default_factory=lambda: EmbedderConfig())
-    llm: dict[str, Any] | None = None
+    llm: LLMConfig | None = None
+    extraction: ExtractionConfig = Field(default_factory=lambda: ExtractionConfig())
     ranking: RankingConfig = Field(default_factory=lambda: RankingConfig())
     version: str | None = Field(None, description="accepted for mem0 compatibility; not used")
 
@@ -107,6 +164,7 @@ class MemoryConfig(_Strict):
             )
         if "store" in data and "vector_store" not in data:
             data["vector_store"] = data.pop("store")
+        _carry_mem0_prompts(data)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

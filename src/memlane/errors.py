@@ -14,7 +14,11 @@ fits, the class also inherits it so ``except ValueError`` keeps working::
     ├── EmbedderMismatch                     store written by another embedder
     ├── StoreError                           the storage backend failed
     │   └── StoreBusy                        could not get the write lock in time
-    └── ProviderError                        an embedder / LLM provider failed
+    └── ProviderError                        an embedder / LLM provider failed (provider, status, cause)
+        ├── ProviderAuthError                401/403: the key is missing, wrong or not allowed
+        ├── ProviderTimeout                  no answer within the timeout (after retries)
+        ├── ProviderUnavailable              429 / 5xx / connection refused (after retries)
+        └── LLMOutputError                   the model's answer could not be parsed (after one repair)
 
 Messages say what is wrong and how to fix it.
 """
@@ -26,10 +30,14 @@ __all__ = [
     "EmbedderMismatch",
     "InvalidFilter",
     "InvalidRequest",
+    "LLMOutputError",
     "LLMRequired",
     "MemlaneError",
     "MemoryNotFound",
+    "ProviderAuthError",
     "ProviderError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
     "ScopeConflict",
     "ScopeRequired",
     "StoreBusy",
@@ -82,8 +90,35 @@ class StoreBusy(StoreError):
 
 
 class ProviderError(MemlaneError):
-    """An embedding or LLM provider failed; ``provider`` names it."""
+    """An embedding or LLM provider failed; ``provider`` names it, ``status`` is the HTTP status if any.
 
-    def __init__(self, message: str, *, provider: str = "") -> None:
+    Nothing was written: memlane calls providers before it opens a write transaction.
+    """
+
+    def __init__(self, message: str, *, provider: str = "", status: int | None = None) -> None:
         super().__init__(message)
         self.provider = provider
+        self.status = status
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused the credentials (401/403): set or fix the API key."""
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer within the configured timeout, on every attempt."""
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider was rate limited (429), failing (5xx) or unreachable, on every attempt."""
+
+
+class LLMOutputError(ProviderError):
+    """The model's answer was not the JSON memlane asked for, even after one repair attempt.
+
+    ``raw`` holds the last answer (for debugging); nothing was written.
+    """
+
+    def __init__(self, message: str, *, provider: str = "", raw: str = "") -> None:
+        super().__init__(message, provider=provider)
+        self.raw = raw

@@ -29,10 +29,11 @@ from memlane.core.records import NewMemory
 from memlane.core.scope import resolve_scope
 from memlane.core.text import analyse, content_hash, entity_terms, query_terms
 from memlane.errors import ConfigError, InvalidRequest, LLMRequired, MemoryNotFound
-from memlane.protocols import Embedder, Store, Vector
+from memlane.pipeline import AddContext, FactPipeline, UsageMeter, steering
+from memlane.protocols import LLM, Embedder, Store, Vector
 from memlane.providers import registry
 from memlane.stores.sqlite import SQLiteStore
-from memlane.types import AddResult, AddResultItem, HistoryEvent, MemoryItem, Scope, SearchResult
+from memlane.types import AddResult, AddResultItem, HistoryEvent, MemoryItem, Scope, SearchResult, Source, Usage
 
 __all__ = ["Memory"]
 
@@ -55,6 +56,28 @@ def _index_text(content: str, name: str | None) -> str:
     return f"{name}: {content}" if name else content
 
 
+def _memory_type(value: object) -> str | None:
+    if value is None:
+        return None
+    if value in ("procedural", "procedural_memory"):  # the latter is mem0's spelling
+        return "procedural"
+    raise InvalidRequest(f"memory_type must be 'procedural' or None, got {value!r}")
+
+
+def _optional_text(value: object, what: str) -> str | None:
+    return None if value is None else check_text(value, what)
+
+
+def _topics(value: object, what: str) -> list[str]:
+    """A topic or list of topics, as a list of non-blank strings."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(t, str) and t.strip() for t in items):
+        raise InvalidRequest(f"{what} must be a string or a list of non-empty strings")
+    return [t.strip() for t in items]
+
+
 class Memory:
     """A memory store for LLM apps: add, search, get, update, delete, history.
 
@@ -63,7 +86,8 @@ class Memory:
         embedder: any :class:`memlane.protocols.Embedder` (default: local all-MiniLM-L6-v2).
         store: a store object (default: :class:`SQLiteStore` at ``path``).
         config: a :class:`MemoryConfig` or config dict (see ``from_config``).
-        llm: reserved for fact extraction; not available in this version.
+        llm: any :class:`memlane.protocols.LLM`; with one, ``add`` extracts facts (default: the
+            config's ``llm``, built on first use; none: messages are stored verbatim).
         clock: returns "now" as an aware datetime (tests inject one).
 
     Nothing is created on disk and no model loads until the first operation.
@@ -76,13 +100,14 @@ class Memory:
         embedder: Embedder | None = None,
         store: Store | None = None,
         config: MemoryConfig | Mapping[str, Any] | None = None,
-        llm: object | None = None,
+        llm: LLM | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         cfg = config if isinstance(config, MemoryConfig) else MemoryConfig.from_dict(dict(config or {}))
-        if llm is not None or cfg.llm is not None:
+        if llm is not None and not isinstance(llm, LLM):
             raise ConfigError(
-                "LLM fact extraction is not available in this memlane version; remove 'llm' and add messages verbatim"
+                f"llm must implement memlane.protocols.LLM (model_id and complete()), got {type(llm).__name__}; "
+                "build one with memlane.providers.registry.llm(name, config)"
             )
         if path is not None and store is not None:
             raise InvalidRequest("give path or store, not both")
@@ -95,7 +120,8 @@ class Memory:
         self._store: Store = store
         self._ranking: RankingParams = cfg.ranking.params()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._llm = None
+        self._llm: LLM | None = llm
+        self._usage = UsageMeter()
         self._opened = False
 
     @classmethod
@@ -116,6 +142,22 @@ class Memory:
     def embedder(self) -> Embedder:
         """The embedding provider."""
         return self._embedder
+
+    @property
+    def llm(self) -> LLM | None:
+        """The LLM that extracts facts, or None (built from the config on first access).
+
+        Raises:
+            ConfigError: the configured provider is unknown, its SDK is missing, or its config is invalid.
+        """
+        if self._llm is None and self.config.llm is not None:
+            self._llm = registry.llm(self.config.llm.provider, self.config.llm.config)
+        return self._llm
+
+    @property
+    def usage(self) -> Usage:
+        """LLM calls and tokens spent by this Memory's adds so far."""
+        return self._usage.snapshot()
 
     def _open(self) -> Store:
         if not self._opened:
@@ -152,39 +194,84 @@ class Memory:
         timestamp: datetime | str | float | None = None,
         expires_at: datetime | str | float | None = None,
         ttl: float | Any | None = None,
+        instructions: str | None = None,
+        prompt: str | None = None,
+        includes: str | list[str] | None = None,
+        excludes: str | list[str] | None = None,
+        memory_type: str | None = None,
     ) -> AddResult:
         """Remember messages in a scope.
 
-        Without an LLM each message is stored verbatim as its own memory (role and name kept);
-        an exact duplicate already in the scope is not stored again (event ``NONE``).
+        With an LLM (the default when one is configured) the messages are distilled into
+        self-contained facts and reconciled with the scope's memories: a known fact gives
+        ``NONE`` (pointing at the memory that has it), a changed one ``UPDATE`` (with
+        ``previous_memory``; the old text stays in ``history`` and in ``search(as_of=...)``), an
+        invalidated one ``DELETE``, anything else ``ADD``. Each fact keeps the messages it came
+        from (``get(id, include_sources=True)``). Without an LLM, or with ``infer=False``, each
+        message is stored verbatim; an exact duplicate in the scope gives ``NONE``.
 
         Args:
             messages: a string, a ``{"role", "content", "name"?}`` dict, or a list of them.
             user_id, agent_id, run_id: the scope (at least one; also accepted inside ``filters``).
             metadata: a JSON object stored with every memory of this call.
             infer: extract facts with the LLM (default: when one is configured).
-            timestamp: when the remembered thing happened (default: now).
+            timestamp: when the messages were said (default: now); relative dates in them
+                ("last Tuesday") are resolved against it.
             expires_at, ttl: when the memories stop being returned (a time, or seconds from now).
+            instructions: extra rules for this call's extraction ("only food preferences");
+                ``prompt`` is accepted as mem0's name for it.
+            includes, excludes: topics to keep to / never remember in this call.
+            memory_type: ``"procedural"`` (needs ``agent_id`` and an LLM) condenses an agent's run
+                into one procedural memory (metadata ``memory_type: procedural``).
         Returns:
-            ``{"results": [{"id", "memory", "event"}], "mode": "verbatim"}``.
+            ``{"results": [{"id", "memory", "event", "previous_memory"?}], "mode", "usage"}``;
+            ``mode`` says what happened: "verbatim", "extracted" or "procedural"; ``usage`` counts
+            this call's LLM calls and tokens.
         Raises:
-            ScopeRequired, ScopeConflict, InvalidRequest, LLMRequired, StoreError.
+            ScopeRequired, ScopeConflict, InvalidRequest, LLMRequired, ProviderError (the LLM
+            failed; nothing was written), LLMOutputError, StoreError.
         """
         scope, rest = resolve_scope(
             user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, required=True, operation="add"
         )
         if rest:
             raise InvalidRequest(f"add() takes only scope ids in filters, got {sorted(rest)}; use metadata")
-        if infer is True and self._llm is None:
+        kind = _memory_type(memory_type)
+        if infer is not None and not isinstance(infer, bool):
+            raise InvalidRequest(f"infer must be True, False or None, got {infer!r}")
+        if instructions is not None and prompt is not None:
+            raise InvalidRequest("give instructions or prompt (mem0's name for it), not both")
+        rules = _optional_text(instructions if instructions is not None else prompt, "instructions")
+        keep, avoid = _topics(includes, "includes"), _topics(excludes, "excludes")
+        llm = self.llm if infer is not False or kind == "procedural" else None
+        if kind == "procedural" and scope.agent_id is None:
+            raise InvalidRequest("procedural memory belongs to an agent: pass agent_id")
+        if llm is None and (infer is True or kind == "procedural"):
             raise LLMRequired(
-                "infer=True needs an LLM to extract facts and none is configured; "
-                "pass infer=False to store the messages verbatim"
+                "this add needs an LLM (to extract facts or summarise a procedure) and none is configured; "
+                "configure one (Memory(llm=...) or config 'llm'), or pass infer=False to store the messages verbatim"
             )
+        if kind == "procedural" and infer is False:
+            raise InvalidRequest("procedural memory is written by the LLM: drop infer=False")
         msgs = normalise_messages(messages)
         meta = check_metadata(metadata)
         now = self._now()
         when = parse_time(timestamp, "timestamp") if timestamp is not None else now
         expiry = resolve_expiry(expires_at, ttl, now)
+        if llm is not None:
+            ctx = AddContext(
+                messages=msgs,
+                scope=scope,
+                metadata=meta,
+                when=when,
+                expires_at=to_iso(expiry) if expiry else None,
+                steering=steering(self.config.extraction, rules, keep, avoid),
+                now=now,
+            )
+            pipeline = FactPipeline(llm, self._embedder, self._open(), self.config.extraction, self._usage)
+            return pipeline.add_procedure(ctx) if kind == "procedural" else pipeline.add_facts(ctx)
+        if rules is not None or keep or avoid:
+            raise InvalidRequest("instructions, includes and excludes steer fact extraction: they need an LLM")
         texts = [_index_text(m.content, m.name) for m in msgs]
         store = self._open()
         vectors = self._embedder.embed(texts, kind="document")
@@ -214,7 +301,9 @@ class Memory:
             AddResultItem(id=mid, memory=row.memory, event=event)
             for row, (mid, event) in zip(rows, outcomes, strict=True)
         ]
-        return AddResult(results=results, mode="verbatim")
+        return AddResult(
+            results=results, mode="verbatim", usage=Usage(llm_calls=0, prompt_tokens=0, completion_tokens=0)
+        )
 
     def update(self, memory_id: str, data: str, *, metadata: Mapping[str, Any] | None = None) -> MemoryItem:
         """Replace a memory's text (and its metadata, when given); history keeps the old text.
@@ -293,17 +382,29 @@ class Memory:
         self._opened = False
 
     # -- reads ---------------------------------------------------------------------------
-    def get(self, memory_id: str) -> MemoryItem:
+    def get(self, memory_id: str, *, include_sources: bool = False) -> MemoryItem:
         """One memory by id.
 
+        Args:
+            include_sources: add ``sources``: the messages the memory was extracted from (for
+                a verbatim memory, the message itself).
         Raises:
             MemoryNotFound: no memory has this id.
         """
         check_text(memory_id, "memory_id")
-        found = self._open().get(memory_id)
+        store = self._open()
+        found = store.get(memory_id)
         if found is None:
             raise MemoryNotFound(f"no memory with id {memory_id!r}")
-        return found.to_item()
+        item = found.to_item()
+        if include_sources:
+            sources = store.sources(memory_id)
+            if not sources and found.role is not None:  # a verbatim message is its own source
+                sources = [
+                    Source(role=found.role, name=found.actor_id, content=found.memory, timestamp=found.timestamp)
+                ]
+            item["sources"] = sources
+        return item
 
     def get_all(
         self,
@@ -359,6 +460,7 @@ class Memory:
         explain: bool = False,
         recency_weight: float = 0.0,
         half_life_days: float = 30.0,
+        as_of: datetime | str | float | None = None,
     ) -> SearchResult:
         """The memories of a scope most relevant to ``query``, best first.
 
@@ -374,6 +476,9 @@ class Memory:
             explain: add each signal's contribution to every result under ``explain``.
             recency_weight: weight of recency (0 = off) relative to the other signals (sum ~1).
             half_life_days: age at which the recency signal halves.
+            as_of: search what was true at that time instead of now: memories whose timestamp
+                is not later, including past versions that reconciliation superseded or
+                invalidated since (those carry ``valid_until``).
         Raises:
             ScopeRequired, ScopeConflict, InvalidFilter, InvalidRequest.
         """
@@ -385,13 +490,14 @@ class Memory:
             raise InvalidRequest("recency_weight must be a number from 0 to 10")
         if not isinstance(half_life_days, int | float) or half_life_days <= 0:
             raise InvalidRequest("half_life_days must be a positive number")
+        at = parse_time(as_of, "as_of") if as_of is not None else None
         store = self._open()
         now = self._now()
         qvec = self._embedder.embed([text], kind="query")[0]
         terms = query_terms(text)
         n_docs, avg_len, df = store.term_stats(terms)
         k = max(self._ranking.candidates, 3 * limit)
-        candidates = self._candidates(store, scope, node, qvec, _selective(terms, df, n_docs), k, now)
+        candidates = self._candidates(store, scope, node, qvec, _selective(terms, df, n_docs), k, now, at)
         ranked = rank(
             list(candidates.values()), query_terms=terms, entities=entity_terms(text), df=df, n_docs=n_docs,
             avg_len=avg_len, params=self._ranking, recency_weight=float(recency_weight),
@@ -419,17 +525,18 @@ class Memory:
         terms: list[str],
         k: int,
         now: datetime,
+        as_of: datetime | None,
     ) -> dict[str, Candidate]:
         """Dense and keyword candidates, plus the messages that follow them, with their context."""
         sources: dict[int, list[str]] = {}
         cosine: dict[int, float] = {}
-        for rid, cos in store.dense(scope, node, qvec, k, now):
+        for rid, cos in store.dense(scope, node, qvec, k, now, as_of):
             cosine[rid] = cos
             sources.setdefault(rid, []).append("dense")
-        for rid in store.keyword(scope, node, terms, k, now):
+        for rid in store.keyword(scope, node, terms, k, now, as_of):
             sources.setdefault(rid, []).append("keyword")
         # A reply can be the answer even when only the message it answers matches the query.
-        for rid in store.followers(list(sources), scope, node, now):
+        for rid in store.followers(list(sources), scope, node, now, as_of):
             sources.setdefault(rid, []).append("context")
         rows = store.search_rows(sources)
         prev_ids = {r.prev_rid for r in rows.values() if r.prev_rid is not None}

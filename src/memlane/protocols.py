@@ -1,29 +1,95 @@
-"""The seams memlane plugs components into: embedders, stores (and, next, LLMs).
+"""The seams memlane plugs components into: LLMs, embedders and stores.
 
 A third-party provider implements one of these protocols and registers itself through the
-``memlane.embedders`` entry-point group (see :mod:`memlane.providers`).
+``memlane.providers`` entry-point group (see :mod:`memlane.providers`).
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
     from memlane.core.filters import Node
-    from memlane.core.records import NewMemory, SearchRow, StoredMemory
-    from memlane.types import AddEvent, HistoryEvent, Scope
+    from memlane.core.records import FactOutcome, FactPlan, NewMemory, SearchRow, StoredMemory
+    from memlane.types import AddEvent, HistoryEvent, Scope, Source
 
-__all__ = ["EmbedKind", "Embedder", "Store", "Vector", "Vectors"]
+__all__ = ["LLM", "Completion", "EmbedKind", "Embedder", "PromptMessage", "Store", "Vector", "Vectors"]
 
 EmbedKind = Literal["document", "query"]
 Vector = npt.NDArray[np.float32]
 Vectors = npt.NDArray[np.float32]
+
+
+class PromptMessage(TypedDict):
+    """One message of a prompt: ``role`` is "system", "user" or "assistant"."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What an LLM answered, and what it cost.
+
+    Attributes:
+        text: the answer as text (JSON when a schema was given).
+        prompt_tokens, completion_tokens: as reported by the backend (0 when it reports none).
+        truncated: the answer stopped at ``max_tokens`` (it is likely cut mid-JSON).
+        data: the parsed object when the backend hands structured output over as an object
+            (e.g. a forced tool call); ``None`` otherwise, and memlane parses ``text``.
+    """
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    truncated: bool = False
+    data: Any = None
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A chat model. memlane makes at most a few calls per ``add``, each with a JSON schema.
+
+    Implementations translate every backend failure into :class:`memlane.errors.ProviderError`
+    (or a subclass), apply their own timeout, and retry 429/5xx/timeouts with backoff.
+    """
+
+    @property
+    def model_id(self) -> str:
+        """``provider/model``, for logs and usage reports."""
+        ...
+
+    def complete(
+        self,
+        messages: Sequence[PromptMessage],
+        *,
+        schema: Mapping[str, Any] | None = None,
+        schema_name: str = "result",
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+    ) -> Completion:
+        """Answer ``messages``.
+
+        Args:
+            messages: the prompt (system first).
+            schema: a JSON schema the answer must follow; backends that can constrain output to
+                it (JSON schema, grammars, forced tool calls) must, others are asked for JSON.
+            schema_name: a short identifier for the schema (some APIs require one).
+            max_tokens: the answer's length limit.
+            temperature: sampling temperature (memlane uses 0).
+        Returns:
+            The answer and its token usage.
+        Raises:
+            ProviderError: the call failed after retries (see the subclasses).
+        """
+        ...
 
 
 @runtime_checkable
@@ -75,6 +141,8 @@ class Store(Protocol):
         metadata: dict[str, Any] | None,
         now: datetime,
     ) -> tuple[StoredMemory, StoredMemory]: ...
+    def apply_facts(self, plan: FactPlan, now: datetime) -> builtins.list[FactOutcome]: ...
+    def sources(self, memory_id: str) -> builtins.list[Source]: ...
     def delete(self, memory_id: str, *, purge: bool, now: datetime) -> StoredMemory: ...
     def delete_scope(self, scope: Scope, *, purge: bool, now: datetime) -> int: ...
     def reset(self) -> None: ...
@@ -83,14 +151,28 @@ class Store(Protocol):
     def fetch(self, rids: Iterable[int]) -> dict[int, StoredMemory]: ...
     def term_stats(self, terms: Sequence[str]) -> tuple[int, float, dict[str, int]]: ...
     def keyword(
-        self, scope: Scope, node: Node | None, terms: Sequence[str], k: int, now: datetime
+        self,
+        scope: Scope,
+        node: Node | None,
+        terms: Sequence[str],
+        k: int,
+        now: datetime,
+        as_of: datetime | None = None,
     ) -> builtins.list[int]: ...
     def dense(
-        self, scope: Scope, node: Node | None, query: Vector, k: int, now: datetime
+        self,
+        scope: Scope,
+        node: Node | None,
+        query: Vector,
+        k: int,
+        now: datetime,
+        as_of: datetime | None = None,
     ) -> builtins.list[tuple[int, float]]: ...
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]: ...
     def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]: ...
-    def followers(self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime) -> builtins.list[int]: ...
+    def followers(
+        self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime, as_of: datetime | None = None
+    ) -> builtins.list[int]: ...
     def list(
         self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None
     ) -> builtins.list[StoredMemory]: ...

@@ -19,6 +19,8 @@ __all__ = [
     "Message",
     "Scope",
     "SearchResult",
+    "Source",
+    "Usage",
 ]
 
 AddEvent = Literal["ADD", "UPDATE", "DELETE", "NONE"]
@@ -45,6 +47,23 @@ class Explain(TypedDict):
     sources: list[str]
 
 
+class Source(TypedDict):
+    """A message a memory was taken from (``get(id, include_sources=True)``)."""
+
+    role: str
+    name: str | None
+    content: str
+    timestamp: str
+
+
+class Usage(TypedDict):
+    """LLM cost of an ``add`` (or running totals on ``Memory.usage``)."""
+
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class MemoryItem(TypedDict):
     """One stored memory as returned by get / get_all / search."""
 
@@ -63,6 +82,8 @@ class MemoryItem(TypedDict):
     expires_at: str | None
     score: NotRequired[float]
     explain: NotRequired[Explain]
+    valid_until: NotRequired[str]
+    sources: NotRequired[list[Source]]
 
 
 class SearchResult(TypedDict):
@@ -81,14 +102,19 @@ class AddResultItem(TypedDict):
 
 
 class AddResult(TypedDict):
-    """``{"results": [...], "mode": "verbatim" | "extracted"}``."""
+    """``{"results": [...], "mode": "verbatim" | "extracted" | "procedural", "usage": {...}}``."""
 
     results: list[AddResultItem]
-    mode: Literal["verbatim", "extracted"]
+    mode: Literal["verbatim", "extracted", "procedural"]
+    usage: Usage
 
 
 class HistoryEvent(TypedDict):
-    """One change to a memory; ``history`` lists them oldest first."""
+    """One change to a memory; ``history`` lists them oldest first.
+
+    ``created_at`` is when memlane recorded the change; ``effective_at`` when it happened in the
+    world (the message's timestamp): for UPDATE and DELETE, the time the old text stopped being true.
+    """
 
     id: int
     memory_id: str
@@ -96,6 +122,7 @@ class HistoryEvent(TypedDict):
     old_memory: str | None
     new_memory: str | None
     created_at: str
+    effective_at: str
     user_id: str | None
     agent_id: str | None
     run_id: str | None

@@ -8,9 +8,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from memlane.protocols import Vector
-from memlane.types import MemoryItem
+from memlane.types import AddEvent, MemoryItem
 
-__all__ = ["NewMemory", "SearchRow", "StoredMemory"]
+__all__ = ["FactOutcome", "FactPlan", "FactWrite", "NewMemory", "SearchRow", "SourceMessage", "StoredMemory"]
 
 
 @dataclass
@@ -35,6 +35,50 @@ class NewMemory:
     conversational: bool = False
 
 
+@dataclass(frozen=True)
+class SourceMessage:
+    """A message that facts were extracted from (kept per scope, as provenance)."""
+
+    role: str
+    name: str | None
+    content: str
+    timestamp: str
+
+
+@dataclass
+class FactWrite:
+    """One extracted fact and what reconciliation decided it does.
+
+    ``new`` is always the fact as a complete new memory, so the store can fall back to adding it
+    when the decision no longer applies inside the transaction (the target changed or vanished
+    since the model saw it). For UPDATE, ``new`` carries the rewritten text that replaces the
+    target's. ``target_hash`` is the target's content hash as shown to the model.
+    """
+
+    action: AddEvent
+    new: NewMemory
+    sources: tuple[int, ...] = ()
+    target_id: str | None = None
+    target_hash: str | None = None
+
+
+@dataclass
+class FactPlan:
+    """Everything one ``add`` writes: its messages (provenance) and each fact's write, in one transaction."""
+
+    messages: list[SourceMessage]
+    writes: list[FactWrite]
+
+
+class FactOutcome(NamedTuple):
+    """What a fact write did: the memory it concerns, the event, the memory's text, the text before."""
+
+    id: str
+    event: AddEvent
+    memory: str
+    previous: str | None = None
+
+
 @dataclass
 class StoredMemory:
     """A memory as read back from a store."""
@@ -55,11 +99,13 @@ class StoredMemory:
     search_text: str = ""
     rid: int = 0
     prev_rid: int | None = None
+    # Set on a past version (reachable only through search(as_of=...)): when it stopped being true.
+    valid_until: str | None = None
     embedding: Vector = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     def to_item(self) -> MemoryItem:
         """The public dict shape (no search internals)."""
-        return MemoryItem(
+        item = MemoryItem(
             id=self.id,
             memory=self.memory,
             hash=self.hash,
@@ -74,6 +120,9 @@ class StoredMemory:
             timestamp=self.timestamp,
             expires_at=self.expires_at,
         )
+        if self.valid_until is not None:
+            item["valid_until"] = self.valid_until
+        return item
 
 
 class SearchRow(NamedTuple):

@@ -23,20 +23,28 @@ from typing import Any, TypeVar
 import numpy as np
 
 from memlane.core.filters import Node, compile_sqlite, to_iso
-from memlane.core.records import NewMemory, SearchRow, StoredMemory
+from memlane.core.records import FactOutcome, FactPlan, NewMemory, SearchRow, StoredMemory
 from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryNotFound, StoreBusy, StoreError
 from memlane.protocols import Vector
+from memlane.stores.sqlite_rows import (
+    COLUMNS,
+    LIVE,
+    FactWriter,
+    delete_rows,
+    insert_row,
+    live_duplicate,
+    none,
+    record,
+    row_to_memory,
+    scope_sql,
+)
 from memlane.stores.sqlite_schema import connect, migrate
 from memlane.stores.vector_cache import CachedRow, VectorCache
-from memlane.types import AddEvent, HistoryEvent, Scope
+from memlane.types import AddEvent, HistoryEvent, Scope, Source
 
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
-_COLUMNS = (
-    "m.rid, m.id, m.user_id, m.agent_id, m.run_id, m.actor_id, m.role, m.memory, m.hash, m.metadata, "
-    "m.created_at, m.updated_at, m.timestamp, m.expires_at, m.search_text, m.prev_rid"
-)
 _FILTER_COLUMNS = {
     "id": "m.id",
     "memory": "m.memory",
@@ -47,45 +55,12 @@ _FILTER_COLUMNS = {
     "timestamp": "m.timestamp",
     "expires_at": "m.expires_at",
 }
+_CACHE_COLUMNS = "rid, user_id, agent_id, run_id, expires_at, embedding, timestamp, valid_until"
 _CHANGES_KEPT = 200_000
 # Two subqueries: each is one index probe, where "SELECT min(seq), max(seq)" scans the whole log.
 _SEQ_RANGE = "SELECT (SELECT min(seq) FROM changes), (SELECT max(seq) FROM changes)"
 # Messages added within this many seconds of the previous one in the same scope continue its conversation.
 CONVERSATION_GAP = 600
-
-
-def _none(value: str) -> str | None:
-    return value or None
-
-
-def _row_to_memory(row: Sequence[Any]) -> StoredMemory:
-    return StoredMemory(
-        id=row[1],
-        user_id=_none(row[2]),
-        agent_id=_none(row[3]),
-        run_id=_none(row[4]),
-        actor_id=_none(row[5]),
-        role=row[6],
-        memory=row[7],
-        hash=row[8],
-        metadata=json.loads(row[9]),
-        created_at=row[10],
-        updated_at=row[11],
-        timestamp=row[12],
-        expires_at=row[13],
-        search_text=row[14],
-        rid=row[0],
-        prev_rid=row[15],
-    )
-
-
-def _scope_sql(scope: Scope, alias: str = "m") -> tuple[str, list[Any]]:
-    parts, params = [], []
-    for key, value in scope.as_dict().items():
-        if value is not None:
-            parts.append(f"{alias}.{key} = ?")
-            params.append(value)
-    return " AND ".join(parts) or "1", params
 
 
 def _epoch(iso: str | None) -> float:
@@ -217,44 +192,16 @@ class SQLiteStore:
                 key = (r.user_id or "", r.agent_id or "", r.run_id or "", r.actor_id or "", r.hash)
                 if r.conversational and i == 0:
                     previous = self._conversation_tail(conn, key[:3], now, r.timestamp)
-                existing = conn.execute(
-                    "SELECT id, expires_at, rid FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? "
-                    "AND actor_id = ? AND hash = ?",
-                    key,
-                ).fetchone()
+                existing = live_duplicate(conn, key)
                 if existing and (existing[1] is None or existing[1] > now_iso):
                     out.append((existing[0], "NONE"))
                     previous = existing[2]
                     continue
                 if existing:  # an expired copy: it is gone for readers, so replace it
-                    self._delete_rows(conn, "m.id = ?", [existing[0]], now_iso)
-                cur = conn.execute(
-                    "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, "
-                    "n_terms, hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        r.id,
-                        *key[:4],
-                        r.role,
-                        r.memory,
-                        r.search_text,
-                        len(r.search_text.split()),
-                        r.hash,
-                        json.dumps(r.metadata, ensure_ascii=False),
-                        r.created_at,
-                        r.created_at,
-                        r.timestamp,
-                        r.expires_at,
-                        previous if r.conversational else None,
-                        r.embedding.astype("<f4").tobytes(),
-                    ),
-                )
+                    delete_rows(conn, "m.id = ?", [existing[0]], now_iso)
+                cur = insert_row(conn, r, previous if r.conversational else None)
                 previous = cur.lastrowid
-                conn.execute(
-                    "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, user_id, "
-                    "agent_id, run_id) VALUES (?, 'ADD', NULL, ?, ?, ?, ?, ?)",
-                    (r.id, r.memory, r.created_at, *key[:3]),
-                )
+                record(conn, r.id, "ADD", None, r.memory, r.created_at, r.timestamp, key[:3])
                 out.append((r.id, "ADD"))
             self._prune_changes(conn)
             return out
@@ -303,15 +250,12 @@ class SQLiteStore:
         now_iso = to_iso(now)
 
         def run(conn: sqlite3.Connection) -> tuple[StoredMemory, StoredMemory]:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,)).fetchone()
+            row = conn.execute(f"SELECT {COLUMNS} FROM memories m WHERE m.id = ? AND {LIVE}", (memory_id,)).fetchone()
             if row is None:
                 raise MemoryNotFound(f"no memory with id {memory_id!r}")
-            before = _row_to_memory(row)
-            clash = conn.execute(
-                "SELECT id FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? AND actor_id = ? "
-                "AND hash = ? AND id != ?",
-                (row[2], row[3], row[4], row[5], content_hash, memory_id),
-            ).fetchone()
+            before = row_to_memory(row)
+            clash = live_duplicate(conn, (row[2], row[3], row[4], row[5], content_hash))
+            clash = clash if clash is not None and clash[0] != memory_id else None
             if clash:
                 raise InvalidRequest(
                     f"the new text duplicates memory {clash[0]!r} in the same scope; delete one of them instead"
@@ -331,26 +275,13 @@ class SQLiteStore:
                     memory_id,
                 ),
             )
-            conn.execute(
-                "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, "
-                "run_id) VALUES (?, 'UPDATE', ?, ?, ?, ?, ?, ?)",
-                (memory_id, before.memory, text, now_iso, row[2], row[3], row[4]),
-            )
-            after = _row_to_memory(
-                conn.execute(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,)).fetchone()
+            record(conn, memory_id, "UPDATE", before.memory, text, now_iso, now_iso, (row[2], row[3], row[4]))
+            after = row_to_memory(
+                conn.execute(f"SELECT {COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,)).fetchone()
             )
             return before, after
 
         return self._write(run)
-
-    def _delete_rows(self, conn: sqlite3.Connection, where: str, params: list[Any], now_iso: str) -> int:
-        conn.execute(
-            "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, run_id) "
-            f"SELECT m.id, 'DELETE', m.memory, NULL, ?, m.user_id, m.agent_id, m.run_id FROM memories m WHERE {where}",
-            [now_iso, *params],
-        )
-        cur = conn.execute(f"DELETE FROM memories AS m WHERE {where}", params)
-        return cur.rowcount
 
     def delete(self, memory_id: str, *, purge: bool, now: datetime) -> StoredMemory:
         """Delete one memory (history records it); ``purge`` also erases its text from history.
@@ -360,14 +291,19 @@ class SQLiteStore:
         """
 
         def run(conn: sqlite3.Connection) -> StoredMemory:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,)).fetchone()
+            # The live memory, else (after reconciliation invalidated it) its newest past version.
+            row = conn.execute(
+                f"SELECT {COLUMNS} FROM memories m WHERE m.id = ? OR m.version_of = ? "
+                "ORDER BY m.version_of IS NOT NULL, m.rid DESC LIMIT 1",
+                (memory_id, memory_id),
+            ).fetchone()
             if row is None:
                 raise MemoryNotFound(f"no memory with id {memory_id!r}")
-            self._delete_rows(conn, "m.id = ?", [memory_id], to_iso(now))
+            delete_rows(conn, "(m.id = ? OR m.version_of = ?)", [memory_id, memory_id], to_iso(now))
             if purge:
                 self._redact(conn, "memory_id = ?", [memory_id])
                 self._merge_index(conn)
-            return _row_to_memory(row)
+            return row_to_memory(row)
 
         found = self._write(run)
         if purge:
@@ -376,12 +312,14 @@ class SQLiteStore:
 
     def delete_scope(self, scope: Scope, *, purge: bool, now: datetime) -> int:
         """Delete every memory in ``scope``; returns how many. ``purge`` redacts the scope's history."""
-        where, params = _scope_sql(scope)
+        where, params = scope_sql(scope)
 
         def run(conn: sqlite3.Connection) -> int:
-            count = self._delete_rows(conn, where, params, to_iso(now))
+            count = delete_rows(conn, where, params, to_iso(now))
+            swhere, sparams = scope_sql(scope, alias="sources")
+            conn.execute(f"DELETE FROM sources WHERE {swhere}", sparams)
             if purge:
-                hwhere, hparams = _scope_sql(scope, alias="history")
+                hwhere, hparams = scope_sql(scope, alias="history")
                 self._redact(conn, hwhere, hparams)
                 self._merge_index(conn)
             return count
@@ -424,6 +362,8 @@ class SQLiteStore:
         def run(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM memories")
             conn.execute("DELETE FROM history")
+            conn.execute("DELETE FROM memory_sources")
+            conn.execute("DELETE FROM sources")
             conn.execute("DELETE FROM meta WHERE key LIKE 'embedder_%'")
             self._merge_index(conn)
 
@@ -445,14 +385,42 @@ class SQLiteStore:
     # -- reads ---------------------------------------------------------------------------
     def get(self, memory_id: str) -> StoredMemory | None:
         """One memory by id, or None."""
-        rows = self._read(f"SELECT {_COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,))
-        return _row_to_memory(rows[0]) if rows else None
+        rows = self._read(f"SELECT {COLUMNS} FROM memories m WHERE m.id = ? AND {LIVE}", (memory_id,))
+        return row_to_memory(rows[0]) if rows else None
 
-    def _where(self, scope: Scope, node: Node | None, now: datetime | None) -> tuple[str, list[Any]]:
-        where, params = _scope_sql(scope)
-        if now is not None:
-            where += " AND (m.expires_at IS NULL OR m.expires_at > ?)"
-            params.append(to_iso(now))
+    def sources(self, memory_id: str) -> builtins.list[Source]:
+        """The messages a memory was extracted from, oldest first ([] for verbatim memories)."""
+        rows = self._read(
+            "SELECT s.role, s.name, s.content, s.timestamp FROM memory_sources ms JOIN sources s ON s.sid = ms.sid "
+            "WHERE ms.memory_id = ? ORDER BY s.sid",
+            (memory_id,),
+        )
+        return [Source(role=r[0], name=r[1], content=r[2], timestamp=r[3]) for r in rows]
+
+    def apply_facts(self, plan: FactPlan, now: datetime) -> builtins.list[FactOutcome]:
+        """Write one add's extracted facts, their provenance and history in one transaction.
+
+        Each decision is re-checked against the rows as they are now (see ``FactWriter``).
+        """
+        return self._write(lambda conn: FactWriter(conn, plan, to_iso(now)).run())
+
+    def _where(
+        self, scope: Scope, node: Node | None, now: datetime | None, as_of: datetime | None = None
+    ) -> tuple[str, list[Any]]:
+        where, params = scope_sql(scope)
+        if as_of is not None:
+            # What was true at as_of: current memories and past versions alike, by validity.
+            at = to_iso(as_of)
+            where += (
+                " AND m.timestamp <= ? AND (m.valid_until IS NULL OR m.valid_until > ?)"
+                " AND (m.expires_at IS NULL OR m.expires_at > ?)"
+            )
+            params += [at, at, at]
+        else:
+            where += f" AND {LIVE}"
+            if now is not None:
+                where += " AND (m.expires_at IS NULL OR m.expires_at > ?)"
+                params.append(to_iso(now))
         if node is not None:
             sql, fparams = compile_sqlite(node, metadata_column="m.metadata", columns=_FILTER_COLUMNS)
             where += f" AND ({sql})"
@@ -462,14 +430,14 @@ class SQLiteStore:
     def list(self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None) -> builtins.list[StoredMemory]:
         """Memories in scope matching the filter, newest first; ``now=None`` includes expired ones."""
         where, params = self._where(scope, node, now)
-        sql = f"SELECT {_COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at DESC, m.rid DESC LIMIT ?"
-        return [_row_to_memory(r) for r in self._read(sql, [*params, limit])]
+        sql = f"SELECT {COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at DESC, m.rid DESC LIMIT ?"
+        return [row_to_memory(r) for r in self._read(sql, [*params, limit])]
 
     def history(self, memory_id: str) -> builtins.list[HistoryEvent]:
         """Every event of one memory, oldest first."""
         rows = self._read(
-            "SELECT id, memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, run_id, redacted "
-            "FROM history WHERE memory_id = ? ORDER BY id",
+            "SELECT id, memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, run_id, redacted, "
+            "effective_at FROM history WHERE memory_id = ? ORDER BY id",
             (memory_id,),
         )
         return [
@@ -480,9 +448,10 @@ class SQLiteStore:
                 old_memory=r[3],
                 new_memory=r[4],
                 created_at=r[5],
-                user_id=_none(r[6]),
-                agent_id=_none(r[7]),
-                run_id=_none(r[8]),
+                effective_at=r[10] or r[5],
+                user_id=none(r[6]),
+                agent_id=none(r[7]),
+                run_id=none(r[8]),
                 redacted=bool(r[9]),
             )
             for r in rows
@@ -500,17 +469,19 @@ class SQLiteStore:
 
     def fetch(self, rids: Iterable[int]) -> dict[int, StoredMemory]:
         """Memories by row id (search hits)."""
-        rows = self._read_in(f"SELECT {_COLUMNS} FROM memories m WHERE m.rid IN ({{marks}})", rids)
-        return {row[0]: _row_to_memory(row) for row in rows}
+        rows = self._read_in(f"SELECT {COLUMNS} FROM memories m WHERE m.rid IN ({{marks}})", rids)
+        return {row[0]: row_to_memory(row) for row in rows}
 
     def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]:
         """Ranking columns of search candidates, by row id."""
         sql = "SELECT rid, search_text, timestamp, prev_rid, expires_at FROM memories WHERE rid IN ({marks})"
         return {row[0]: SearchRow(*row) for row in self._read_in(sql, rids)}
 
-    def followers(self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime) -> builtins.list[int]:
+    def followers(
+        self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime, as_of: datetime | None = None
+    ) -> builtins.list[int]:
         """Row ids of the messages that directly follow ``rids`` and pass scope, filter and expiry."""
-        where, params = self._where(scope, node, now)
+        where, params = self._where(scope, node, now, as_of)
         # Without the hint the planner walks the whole scope by its index (85 ms at 100k rows).
         sql = f"SELECT m.rid FROM memories m INDEXED BY memories_prev WHERE m.prev_rid IN ({{marks}}) AND {where}"
         return [r[0] for r in self._read_in(sql, rids, params)]
@@ -525,13 +496,19 @@ class SQLiteStore:
         return int(docs), (total / docs if docs else 0.0), df
 
     def keyword(
-        self, scope: Scope, node: Node | None, terms: Sequence[str], k: int, now: datetime
+        self,
+        scope: Scope,
+        node: Node | None,
+        terms: Sequence[str],
+        k: int,
+        now: datetime,
+        as_of: datetime | None = None,
     ) -> builtins.list[int]:
-        """Row ids of the best ``k`` BM25 matches (any query term) in scope."""
+        """Row ids of the best ``k`` BM25 matches (any query term) in scope (true at ``as_of`` if given)."""
         if not terms:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        where, params = self._where(scope, node, now)
+        where, params = self._where(scope, node, now, as_of)
         sql = (
             "SELECT m.rid FROM memories_fts f JOIN memories m ON m.rid = f.rowid "
             f"WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts) LIMIT ?"
@@ -539,16 +516,23 @@ class SQLiteStore:
         return [r[0] for r in self._read(sql, [match, *params, k])]
 
     def dense(
-        self, scope: Scope, node: Node | None, query: Vector, k: int, now: datetime
+        self,
+        scope: Scope,
+        node: Node | None,
+        query: Vector,
+        k: int,
+        now: datetime,
+        as_of: datetime | None = None,
     ) -> builtins.list[tuple[int, float]]:
-        """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter."""
+        """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter (true at ``as_of``)."""
         cache = self._sync()
         allowed: set[int] | None = None
         if node is not None:
             # Filters run in SQL first, so the top-k is taken among matching rows only.
-            where, params = self._where(scope, node, now)
+            where, params = self._where(scope, node, now, as_of)
             allowed = {r[0] for r in self._read(f"SELECT m.rid FROM memories m WHERE {where}", params)}
-        return cache.search(query, scope, k, now.timestamp(), allowed)
+        at = as_of.timestamp() if as_of is not None else None
+        return cache.search(query, scope, k, now.timestamp(), allowed, as_of=at)
 
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]:
         """Cosine of the query to each row (for keyword-only candidates)."""
@@ -566,16 +550,28 @@ class SQLiteStore:
                 return cache
             if cache.seq < 0 or (low is not None and cache.seq < low - 1):
                 cache.clear()
-                rows = self._read("SELECT rid, user_id, agent_id, run_id, expires_at, embedding FROM memories")
+                rows = self._read(f"SELECT {_CACHE_COLUMNS} FROM memories")
                 deleted: list[int] = []
             else:
                 changed = [r[0] for r in self._read("SELECT DISTINCT rid FROM changes WHERE seq > ?", (cache.seq,))]
                 rows = self._read_in(
-                    "SELECT rid, user_id, agent_id, run_id, expires_at, embedding FROM memories WHERE rid IN ({marks})",
+                    f"SELECT {_CACHE_COLUMNS} FROM memories WHERE rid IN ({{marks}})",
                     changed,
                 )
                 deleted = sorted(set(changed) - {r[0] for r in rows})
-            upserts = [CachedRow(r[0], r[1], r[2], r[3], _epoch(r[4]), np.frombuffer(r[5], dtype="<f4")) for r in rows]
+            upserts = [
+                CachedRow(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    _epoch(r[4]),
+                    np.frombuffer(r[5], dtype="<f4"),
+                    start=_epoch(r[6]),
+                    until=_epoch(r[7]),
+                )
+                for r in rows
+            ]
             cache.apply(upserts, deleted)
             cache.seq = top
             return cache

@@ -92,8 +92,45 @@ CREATE TRIGGER memories_au AFTER UPDATE ON memories BEGIN
 END;
 """
 
+_FACTS = """
+-- A past version of memory `version_of`, kept when reconciliation superseded or invalidated it.
+-- Only search(as_of=...) reads it; it stopped being true at `valid_until`.
+ALTER TABLE memories ADD COLUMN version_of TEXT;
+ALTER TABLE memories ADD COLUMN valid_until TEXT;
+DROP INDEX memories_dedupe;
+CREATE UNIQUE INDEX memories_dedupe ON memories (user_id, agent_id, run_id, actor_id, hash) WHERE version_of IS NULL;
+CREATE INDEX memories_versions ON memories (version_of) WHERE version_of IS NOT NULL;
+
+-- When a change happened in the world (the message's timestamp), next to when it was recorded.
+ALTER TABLE history ADD COLUMN effective_at TEXT;
+UPDATE history SET effective_at = created_at;
+
+-- Provenance: the messages facts were extracted from, per scope, and which memory came from which.
+CREATE TABLE sources (
+    sid        INTEGER PRIMARY KEY,
+    user_id    TEXT NOT NULL DEFAULT '',
+    agent_id   TEXT NOT NULL DEFAULT '',
+    run_id     TEXT NOT NULL DEFAULT '',
+    role       TEXT NOT NULL,
+    name       TEXT,
+    content    TEXT NOT NULL,
+    timestamp  TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX sources_user ON sources (user_id);
+CREATE INDEX sources_agent ON sources (agent_id);
+CREATE INDEX sources_run ON sources (run_id);
+CREATE TABLE memory_sources (
+    memory_id TEXT NOT NULL,
+    sid       INTEGER NOT NULL REFERENCES sources (sid) ON DELETE CASCADE,
+    PRIMARY KEY (memory_id, sid)
+) WITHOUT ROWID;
+CREATE INDEX memory_sources_sid ON memory_sources (sid);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", _INITIAL),
+    (2, "fact versions, effective times, provenance", _FACTS),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 MMAP_BYTES = 1 << 30

@@ -25,7 +25,11 @@ __all__ = ["CachedRow", "VectorCache"]
 
 @dataclass
 class CachedRow:
-    """What the cache needs of a row: vector, scope ids and expiry (epoch seconds, inf if none)."""
+    """What the cache needs of a row: vector, scope ids, expiry and validity (epoch seconds).
+
+    ``start`` is when the memory became true (its timestamp); ``until`` is inf for a current
+    memory and the end of validity for a past version (which only ``as_of`` searches see).
+    """
 
     rid: int
     user_id: str
@@ -33,6 +37,8 @@ class CachedRow:
     run_id: str
     expires: float
     embedding: Vector
+    start: float = -math.inf
+    until: float = math.inf
 
 
 class VectorCache:
@@ -53,6 +59,8 @@ class VectorCache:
         self._rids = np.full(capacity, -1, dtype=np.int64)
         self._scope = np.zeros((capacity, 3), dtype=np.int32)
         self._expires = np.full(capacity, math.inf, dtype=np.float64)
+        self._start = np.full(capacity, -math.inf, dtype=np.float64)
+        self._until = np.full(capacity, math.inf, dtype=np.float64)
         self._alive = np.zeros(capacity, dtype=bool)
 
     def clear(self) -> None:
@@ -71,11 +79,12 @@ class VectorCache:
         if need <= cap:
             return
         new_cap = max(need, cap * 2)
-        old = (self._vecs, self._rids, self._scope, self._expires, self._alive)
+        old = (self._vecs, self._rids, self._scope, self._expires, self._alive, self._start, self._until)
         self._alloc(new_cap)
         n = self._size
         self._vecs[:n], self._rids[:n], self._scope[:n] = old[0][:n], old[1][:n], old[2][:n]
         self._expires[:n], self._alive[:n] = old[3][:n], old[4][:n]
+        self._start[:n], self._until[:n] = old[5][:n], old[6][:n]
 
     def _code(self, field: int, value: str) -> int:
         codes = self._codes[field]
@@ -109,6 +118,8 @@ class VectorCache:
                     self._code(2, row.run_id),
                 )
                 self._expires[slot] = row.expires
+                self._start[slot] = row.start
+                self._until[slot] = row.until
                 self._alive[slot] = True
             if self._dead > 1024 and self._dead > self._size // 4:
                 self._compact()
@@ -119,15 +130,21 @@ class VectorCache:
         self._rids[: len(keep)] = self._rids[keep]
         self._scope[: len(keep)] = self._scope[keep]
         self._expires[: len(keep)] = self._expires[keep]
+        self._start[: len(keep)] = self._start[keep]
+        self._until[: len(keep)] = self._until[keep]
         self._alive[: len(keep)] = True
         self._alive[len(keep) : self._size] = False
         self._size = len(keep)
         self._dead = 0
         self._slot = {int(rid): i for i, rid in enumerate(self._rids[: self._size])}
 
-    def _mask(self, scope: Scope, now: float) -> npt.NDArray[np.bool_]:
+    def _mask(self, scope: Scope, now: float, as_of: float | None) -> npt.NDArray[np.bool_]:
         n = self._size
-        mask = self._alive[:n] & (self._expires[:n] > now)
+        if as_of is None:  # current memories, unexpired
+            mask = self._alive[:n] & (self._expires[:n] > now) & np.isinf(self._until[:n])
+        else:  # whatever was true at as_of, past versions included
+            at = as_of
+            mask = self._alive[:n] & (self._expires[:n] > at) & (self._until[:n] > at) & (self._start[:n] <= at)
         for field, value in enumerate((scope.user_id, scope.agent_id, scope.run_id)):
             if value is not None:
                 code = self._codes[field].get(value)
@@ -137,11 +154,18 @@ class VectorCache:
         return mask
 
     def search(
-        self, query: Vector, scope: Scope, k: int, now: float, allowed: set[int] | None = None
+        self,
+        query: Vector,
+        scope: Scope,
+        k: int,
+        now: float,
+        allowed: set[int] | None = None,
+        *,
+        as_of: float | None = None,
     ) -> list[tuple[int, float]]:
-        """Top ``k`` (rid, cosine) in ``scope``, unexpired, and in ``allowed`` when given."""
+        """Top ``k`` (rid, cosine) in ``scope``, unexpired (or true at ``as_of``), in ``allowed`` when given."""
         with self.lock:
-            mask = self._mask(scope, now)
+            mask = self._mask(scope, now, as_of)
             if allowed is not None:
                 allow = np.zeros(self._size, dtype=bool)
                 slots = [self._slot[r] for r in allowed if r in self._slot]
