@@ -15,7 +15,7 @@ from typing import Any, Self
 
 from memlane.config import MemoryConfig
 from memlane.memory import Memory
-from memlane.types import AddResult, HistoryEvent, MemoryItem, SearchResult
+from memlane.types import AddResult, HistoryEvent, MemoryItem, SearchResult, Usage
 
 __all__ = ["AsyncMemory"]
 
@@ -54,9 +54,14 @@ class AsyncMemory:
         """See :meth:`Memory.search`."""
         return await asyncio.to_thread(self._sync.search, query, **kwargs)
 
-    async def get(self, memory_id: str) -> MemoryItem:
+    async def get(self, memory_id: str, *, include_sources: bool = False) -> MemoryItem:
         """See :meth:`Memory.get`."""
-        return await asyncio.to_thread(self._sync.get, memory_id)
+        return await asyncio.to_thread(self._sync.get, memory_id, include_sources=include_sources)
+
+    @property
+    def usage(self) -> Usage:
+        """See :attr:`Memory.usage`."""
+        return self._sync.usage
 
     async def get_all(self, **kwargs: Any) -> SearchResult:
         """See :meth:`Memory.get_all`."""

@@ -10,6 +10,16 @@
 """
 
 from memlane.testing._doubles import FrozenClock, HashEmbedder
+from memlane.testing._fake_llm import FakeLLM, FakeRequest, count_tokens
 from memlane.testing._store_contract import StoreContract, StoreFactory, StoreUnderTest
 
-__all__ = ["FrozenClock", "HashEmbedder", "StoreContract", "StoreFactory", "StoreUnderTest"]
+__all__ = [
+    "FakeLLM",
+    "FakeRequest",
+    "FrozenClock",
+    "HashEmbedder",
+    "StoreContract",
+    "StoreFactory",
+    "StoreUnderTest",
+    "count_tokens",
+]
