@@ -422,3 +422,18 @@ def test_forget_removes_facts_versions_and_sources(tmp_path: Path, llm: FakeLLM)
         assert conn.execute("SELECT count(*) FROM sources").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM memory_sources").fetchone()[0] == 0
     assert b"Zanzibar" not in path.read_bytes()
+
+
+def test_near_duplicates_need_the_same_words_to_skip_the_model(tmp_path: Path, llm: FakeLLM) -> None:
+    config = {"extraction": {"related_threshold": -1.0, "duplicate_threshold": 0.3}}
+    m = Memory(tmp_path / "m.db", embedder=HashEmbedder(), llm=llm, config=config)
+    llm.queue(FakeLLM.facts("Melanie has three children."))
+    kids = m.add("three kids", user_id="u")["results"][0]["id"]
+    llm.queue(FakeLLM.facts("melanie has three CHILDREN!"))
+    same = m.add("3 kids", user_id="u")
+    assert same["results"][0] == {"id": kids, "memory": "Melanie has three children.", "event": "NONE"}
+    assert same["usage"]["llm_calls"] == 1
+    # Close vectors but a changed detail: the model decides.
+    llm.queue(FakeLLM.facts("Melanie has two children."), FakeLLM.decisions(("f1", "UPDATE", "m1")))
+    changed = m.add("two kids", user_id="u")
+    assert changed["usage"]["llm_calls"] == 2 and changed["results"][0]["event"] == "UPDATE"

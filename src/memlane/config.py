@@ -65,9 +65,12 @@ class ExtractionConfig(_Strict):
             "never store health data"); each ``add`` may add its own.
         includes, excludes: topics to keep to / never remember.
         related: how many similar stored memories each new fact is compared with.
-        related_threshold: cosine below which a stored memory is not considered related.
-        duplicate_threshold: cosine at or above which a new fact is the same as a stored memory
-            (event NONE without asking the model).
+        related_threshold: cosine below which a stored memory is not considered related. The
+            default suits all-MiniLM-L6-v2, where a changed fact and the one it changes measure
+            0.42-0.71 ("works at Google" / "started a job at Microsoft": 0.42) and unrelated facts
+            of the same person mostly below 0.40; other embedders may want another value.
+        duplicate_threshold: cosine at or above which a new fact with the same content words as
+            a stored memory is a duplicate (event NONE without asking the model).
         max_tokens: answer length limit for each LLM call.
     """
 
@@ -75,7 +78,7 @@ class ExtractionConfig(_Strict):
     includes: list[str] = Field(default_factory=list)
     excludes: list[str] = Field(default_factory=list)
     related: int = Field(5, ge=0, le=50)
-    related_threshold: float = Field(0.3, ge=-1, le=1)
+    related_threshold: float = Field(0.4, ge=-1, le=1)
     duplicate_threshold: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(1024, ge=64, le=32_768)
 

@@ -32,7 +32,7 @@ from memlane.core.inputs import ChatMessage
 from memlane.core.llm_json import JSONNotFound, extract_json
 from memlane.core.reconcile import DECISIONS_SCHEMA, Decision, Known, parse_decisions, reconcile_prompt
 from memlane.core.records import FactPlan, FactWrite, NewMemory, SourceMessage
-from memlane.core.text import analyse, content_hash
+from memlane.core.text import analyse, content_hash, query_terms
 from memlane.errors import LLMOutputError, MemlaneError, ProviderError
 from memlane.protocols import LLM, Completion, Embedder, PromptMessage, Store, Vector
 from memlane.types import AddResult, AddResultItem, Scope, Usage
@@ -213,8 +213,13 @@ class FactPipeline:
         """Decide without the model where that is safe: nothing related -> ADD, a duplicate -> NONE."""
         if not related:
             return FactWrite("ADD", row, fact.sources)
+        words = set(query_terms(row.memory))
         for known, cos in related:
-            if known.hash == row.hash or cos >= self.config.duplicate_threshold:
+            # Close vectors alone are not enough: "has three children" and "has two children" sit
+            # at cosine 0.95 with MiniLM. Without the model, only the same content words count.
+            same = known.hash == row.hash or (cos >= self.config.duplicate_threshold and
+                                              set(query_terms(known.text)) == words)  # fmt: skip
+            if same:
                 return FactWrite("NONE", row, fact.sources, known.memory_id, known.hash)
         return None
 

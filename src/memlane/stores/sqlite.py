@@ -223,7 +223,8 @@ class SQLiteStore:
         happened = datetime.fromisoformat(timestamp)
         row = conn.execute(
             "SELECT rid, timestamp FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? "
-            "AND role IS NOT NULL AND version_of IS NULL AND created_at >= ? ORDER BY created_at DESC, rid DESC LIMIT 1",
+            "AND role IS NOT NULL AND version_of IS NULL AND created_at >= ? "
+            "ORDER BY created_at DESC, rid DESC LIMIT 1",
             (*scope, since),
         ).fetchone()
         if row is None or abs((happened - datetime.fromisoformat(row[1])).total_seconds()) > CONVERSATION_GAP:
