@@ -109,6 +109,9 @@ class WireServer:
 def _handler_for(server: WireServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out as separate small writes: without TCP_NODELAY, Nagle's algorithm
+        # holds the second one back for the client's delayed ACK (~40 ms per reply on keep-alive).
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
