@@ -14,8 +14,9 @@ back as unit rows (:func:`unit_rows`).
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -24,9 +25,10 @@ import numpy as np
 from pydantic import AliasChoices, BaseModel, ValidationError
 
 from memlane.errors import ConfigError, ProviderAuthError, ProviderError, ProviderTimeout, ProviderUnavailable
-from memlane.protocols import Vectors
+from memlane.protocols import EmbedKind, Vectors
 
 __all__ = [
+    "BatchedEmbedder",
     "Failure",
     "RetryPolicy",
     "connection_failure",
@@ -219,3 +221,57 @@ def unit_rows(rows: Any, dimension: int | None, provider: str) -> Vectors:
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     unit: Vectors = (array / np.maximum(norms, 1e-12)).astype(np.float32)
     return unit
+
+
+class BatchedEmbedder:
+    """What remote embedders share: batching, a count check, L2 normalisation, and a dimension
+    that is known from the config or found by one probe request on first use.
+
+    Subclasses set ``provider`` and implement :meth:`_request` (one API call for one batch).
+    """
+
+    provider = ""
+
+    def __init__(self, batch_size: int, dimension: int | None) -> None:
+        self._batch_size = batch_size
+        self._dimension = dimension
+        self._probe_lock = threading.Lock()
+
+    @property
+    def dimension(self) -> int:
+        """The vector length; unknown until configured or probed with one request."""
+        if self._dimension is None:
+            with self._probe_lock:
+                if self._dimension is None:
+                    self.embed(["dimension probe"])
+        assert self._dimension is not None  # embed() sets it or raises
+        return self._dimension
+
+    def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors:
+        """Embed ``texts`` in batches; ``kind`` is unused (no prefixes are added).
+
+        Returns:
+            A ``(len(texts), dimension)`` float32 array with unit rows.
+        Raises:
+            ProviderError: a request failed after retries, or returned the wrong number or length of vectors.
+        """
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        size = self._batch_size
+        parts = [self._embed_batch(list(texts[i : i + size])) for i in range(0, len(texts), size)]
+        return np.concatenate(parts, axis=0)
+
+    def _embed_batch(self, batch: list[str]) -> Vectors:
+        rows = self._request(batch)
+        if len(rows) != len(batch):
+            raise ProviderError(
+                f"{self.provider} returned {len(rows)} embeddings for {len(batch)} inputs", provider=self.provider
+            )
+        vectors = unit_rows(rows, self._dimension, self.provider)
+        if self._dimension is None:
+            self._dimension = int(vectors.shape[1])
+        return vectors
+
+    def _request(self, batch: list[str]) -> Sequence[Sequence[float]]:
+        """One API call: the raw vectors of ``batch``, in order."""
+        raise NotImplementedError

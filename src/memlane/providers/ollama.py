@@ -13,19 +13,18 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from memlane.errors import ConfigError, ProviderError
-from memlane.protocols import Completion, EmbedKind, PromptMessage, Vectors
+from memlane.protocols import Completion, PromptMessage
 from memlane.providers._calls import (
+    BatchedEmbedder,
     Failure,
     RetryPolicy,
     connection_failure,
     error_for_status,
     parse_options,
     timeout_failure,
-    unit_rows,
     with_retries,
 )
 
@@ -180,7 +179,7 @@ class OllamaLLM:
         )
 
 
-class OllamaEmbedder:
+class OllamaEmbedder(BatchedEmbedder):
     """Embeddings from Ollama's ``/api/embed``, L2-normalised.
 
     Args:
@@ -192,59 +191,24 @@ class OllamaEmbedder:
         ConfigError: unknown or invalid options, or no ollama SDK.
     """
 
+    provider = PROVIDER
+
     def __init__(self, **options: Any) -> None:
         self._opts = parse_options(OllamaEmbedderOptions, options, "the ollama embedder")
         self._session = _Session(self._opts, "the ollama embedder")
-        self._dimension = self._opts.embedding_dims
-        self._probe_lock = threading.Lock()
+        super().__init__(self._opts.batch_size, self._opts.embedding_dims)
 
     @property
     def model_id(self) -> str:
         """``ollama/<model>``."""
         return f"{PROVIDER}/{self._opts.model}"
 
-    @property
-    def dimension(self) -> int:
-        """The vector length; without ``embedding_dims``, one probe request finds it."""
-        if self._dimension is None:
-            with self._probe_lock:
-                if self._dimension is None:
-                    self.embed(["dimension probe"])
-        assert self._dimension is not None  # embed() sets it or raises
-        return self._dimension
-
-    def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors:
-        """Embed ``texts`` in batches of ``batch_size``; ``kind`` is unused (no prefixes are added).
-
-        Args:
-            texts: the texts.
-            kind: ``"query"`` or ``"document"``.
-        Returns:
-            A ``(len(texts), dimension)`` float32 array with unit rows.
-        Raises:
-            ProviderError: the request failed after retries (see :meth:`OllamaLLM.complete`), or the
-                vectors are not ``dimension`` long.
-        """
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        size = self._opts.batch_size
-        parts = [self._embed_batch(list(texts[i : i + size])) for i in range(0, len(texts), size)]
-        return np.concatenate(parts, axis=0)
-
-    def _embed_batch(self, batch: list[str]) -> Vectors:
+    def _request(self, batch: list[str]) -> Sequence[Sequence[float]]:
         opts = self._opts
         response = self._session.call(
             lambda: self._session.client.embed(model=opts.model, input=batch, keep_alive=opts.keep_alive)
         )
-        rows = list(response.embeddings)
-        if len(rows) != len(batch):
-            raise ProviderError(
-                f"{PROVIDER} returned {len(rows)} embeddings for {len(batch)} inputs", provider=PROVIDER
-            )
-        vectors = unit_rows(rows, self._dimension, PROVIDER)
-        if self._dimension is None:
-            self._dimension = int(vectors.shape[1])
-        return vectors
+        return list(response.embeddings)
 
 
 def register(registry: ProviderRegistry) -> None:

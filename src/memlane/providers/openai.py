@@ -33,24 +33,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
-import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from memlane.errors import ConfigError, LLMOutputError, ProviderError
-from memlane.protocols import Completion, EmbedKind, PromptMessage, Vectors
+from memlane.protocols import Completion, PromptMessage
 from memlane.providers._calls import (
+    BatchedEmbedder,
     Failure,
     RetryPolicy,
     connection_failure,
     error_for_status,
     parse_options,
     timeout_failure,
-    unit_rows,
     with_retries,
 )
 
@@ -297,7 +295,7 @@ class OpenAILLM:
         return request
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(BatchedEmbedder):
     """Embeddings from an OpenAI-compatible ``/embeddings`` endpoint, L2-normalised.
 
     Args:
@@ -311,64 +309,30 @@ class OpenAIEmbedder:
         ConfigError: unknown or invalid options, no API key for api.openai.com, or no openai SDK.
     """
 
+    provider = PROVIDER
+
     def __init__(self, **options: Any) -> None:
         self._opts = parse_options(OpenAIEmbedderOptions, options, "the openai embedder")
         self._client, self._where = _client(self._opts, "the openai embedder")
         self._classify = _classifier(self._where, self._opts.timeout)
         self._policy = RetryPolicy(max_retries=self._opts.max_retries)
-        self._dimension = self._opts.embedding_dims or _KNOWN_DIMS.get(self._opts.model)
         self._send_dims = self._opts.embedding_dims is not None and self._opts.model.startswith("text-embedding-3")
-        self._probe_lock = threading.Lock()
+        super().__init__(self._opts.batch_size, self._opts.embedding_dims or _KNOWN_DIMS.get(self._opts.model))
 
     @property
     def model_id(self) -> str:
         """``openai/<model>``."""
         return f"{PROVIDER}/{self._opts.model}"
 
-    @property
-    def dimension(self) -> int:
-        """The vector length; for an unknown model without ``embedding_dims``, one probe request finds it."""
-        if self._dimension is None:
-            with self._probe_lock:
-                if self._dimension is None:
-                    self.embed(["dimension probe"])
-        assert self._dimension is not None  # embed() sets it or raises
-        return self._dimension
-
-    def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors:
-        """Embed ``texts`` in batches of ``batch_size``; OpenAI's models are symmetric, ``kind`` is unused.
-
-        Args:
-            texts: the texts (empty strings are sent as one space: the API refuses empty input).
-            kind: ``"query"`` or ``"document"``.
-        Returns:
-            A ``(len(texts), dimension)`` float32 array with unit rows.
-        Raises:
-            ProviderError: the request failed after retries (see :meth:`OpenAILLM.complete`), or the
-                vectors are not ``dimension`` long.
-        """
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        size = self._opts.batch_size
-        parts = [self._embed_batch([t or " " for t in texts[i : i + size]]) for i in range(0, len(texts), size)]
-        return np.concatenate(parts, axis=0)
-
-    def _embed_batch(self, batch: list[str]) -> Vectors:
+    def _request(self, batch: list[str]) -> Sequence[Sequence[float]]:
         extra: dict[str, Any] = {"dimensions": self._opts.embedding_dims} if self._send_dims else {}
+        texts = [t or " " for t in batch]  # the API refuses empty input
 
         def call() -> Any:
-            return self._client.embeddings.create(model=self._opts.model, input=batch, encoding_format="float", **extra)
+            return self._client.embeddings.create(model=self._opts.model, input=texts, encoding_format="float", **extra)
 
         response = with_retries(call, self._classify, self._policy)
-        rows = [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
-        if len(rows) != len(batch):
-            raise ProviderError(
-                f"{PROVIDER} returned {len(rows)} embeddings for {len(batch)} inputs", provider=PROVIDER
-            )
-        vectors = unit_rows(rows, self._dimension, PROVIDER)
-        if self._dimension is None:
-            self._dimension = int(vectors.shape[1])
-        return vectors
+        return [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
 
 
 def register(registry: ProviderRegistry) -> None:
