@@ -7,18 +7,28 @@ fits, the class also inherits it so ``except ValueError`` keeps working::
     ├── InvalidRequest (ValueError)          bad arguments: fix the call
     │   ├── ScopeRequired                    no user_id / agent_id / run_id given
     │   ├── ScopeConflict                    keyword scope contradicts filters scope
-    │   └── InvalidFilter                    malformed metadata filter
+    │   ├── InvalidFilter                    malformed metadata filter
+    │   ├── MemoryConflict                   would duplicate another memory / an existing id (409)
+    │   └── RequestTooLarge                  body, message count or text over the server's limits (413)
     ├── ConfigError (ValueError)             bad configuration / missing dependency
     ├── LLMRequired (ConfigError)            infer=True but no LLM configured
     ├── MemoryNotFound (LookupError)         no memory with that id
     ├── EmbedderMismatch                     store written by another embedder
     ├── StoreError                           the storage backend failed
     │   └── StoreBusy                        could not get the write lock in time
-    └── ProviderError                        an embedder / LLM provider failed (provider, status, cause)
-        ├── ProviderAuthError                401/403: the key is missing, wrong or not allowed
-        ├── ProviderTimeout                  no answer within the timeout (after retries)
-        ├── ProviderUnavailable              429 / 5xx / connection refused (after retries)
-        └── LLMOutputError                   the model's answer could not be parsed (after one repair)
+    ├── ProviderError                        an embedder / LLM provider failed (provider, status, cause)
+    │   ├── ProviderAuthError                401/403: the key is missing, wrong or not allowed
+    │   ├── ProviderTimeout                  no answer within the timeout (after retries)
+    │   ├── ProviderUnavailable              429 / 5xx / connection refused (after retries)
+    │   └── LLMOutputError                   the model's answer could not be parsed (after one repair)
+    ├── AuthenticationError (PermissionError) no or wrong API key (server: 401)
+    ├── PermissionDenied (PermissionError)   the key may not do this (server: 403)
+    ├── RateLimited                          too many requests for this key; ``retry_after`` seconds (429)
+    └── ServiceUnavailable                   the server is not ready, overloaded or unreachable (503)
+        └── RequestTimeout                   no answer within the request timeout
+
+The REST server maps this tree to HTTP statuses in one table (``memlane.server.errors``) and
+``MemoryClient`` raises the same classes again, so code written against ``Memory`` keeps working.
 
 Messages say what is wrong and how to fix it.
 """
@@ -26,6 +36,7 @@ Messages say what is wrong and how to fix it.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ConfigError",
     "EmbedderMismatch",
     "InvalidFilter",
@@ -33,15 +44,21 @@ __all__ = [
     "LLMOutputError",
     "LLMRequired",
     "MemlaneError",
+    "MemoryConflict",
     "MemoryNotFound",
+    "PermissionDenied",
     "ProviderAuthError",
     "ProviderError",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RateLimited",
+    "RequestTimeout",
+    "RequestTooLarge",
     "ScopeConflict",
     "ScopeRequired",
     "StoreBusy",
     "StoreError",
+    "ServiceUnavailable",
 ]
 
 
@@ -63,6 +80,14 @@ class ScopeConflict(InvalidRequest):
 
 class InvalidFilter(InvalidRequest):
     """A metadata filter is malformed (unknown operator, wrong value type, bad nesting)."""
+
+
+class MemoryConflict(InvalidRequest):
+    """The write would duplicate another memory of the scope, or reuse an existing id."""
+
+
+class RequestTooLarge(InvalidRequest):
+    """The request is over a server limit (body size, message count, text length)."""
 
 
 class ConfigError(MemlaneError, ValueError):
@@ -122,3 +147,27 @@ class LLMOutputError(ProviderError):
     def __init__(self, message: str, *, provider: str = "", raw: str = "") -> None:
         super().__init__(message, provider=provider)
         self.raw = raw
+
+
+class AuthenticationError(MemlaneError, PermissionError):
+    """The server needs an API key and got none, or one it does not know (or that was revoked)."""
+
+
+class PermissionDenied(MemlaneError, PermissionError):
+    """The API key is valid but may not do this (an admin-only call, or a scope outside its namespace)."""
+
+
+class RateLimited(MemlaneError):
+    """Too many requests for this API key; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(MemlaneError):
+    """The memlane server is not ready, overloaded, or could not be reached."""
+
+
+class RequestTimeout(ServiceUnavailable):
+    """The request did not finish within the timeout. A write may still have completed: check before retrying."""

@@ -20,6 +20,8 @@ from memlane.core.inputs import (
     check_metadata,
     check_text,
     check_threshold,
+    decode_cursor,
+    encode_cursor,
     normalise_messages,
     parse_time,
     resolve_expiry,
@@ -414,15 +416,27 @@ class Memory:
         run_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
         limit: int = 100,
+        cursor: str | None = None,
     ) -> SearchResult:
         """Memories of a scope, newest first, optionally filtered on metadata (unexpired only).
 
+        Args:
+            limit: at most this many memories per call.
+            cursor: continue after the previous page: pass its ``next_cursor``. Pages stay
+                consistent while others write (memories added meanwhile are newer and not repeated).
+        Returns:
+            ``{"results": [...]}``, plus ``next_cursor`` when the page is full (there may be more).
         Raises:
             ScopeRequired, ScopeConflict, InvalidFilter, InvalidRequest.
         """
         scope, node = self._scope_and_filter(user_id, agent_id, run_id, filters, "get_all")
-        rows = self._open().list(scope, node, limit=check_limit(limit), now=self._now())
-        return SearchResult(results=[r.to_item() for r in rows])
+        limit = check_limit(limit)
+        before = decode_cursor(cursor) if cursor is not None else None
+        rows = self._open().list(scope, node, limit=limit, now=self._now(), before=before)
+        result = SearchResult(results=[r.to_item() for r in rows])
+        if len(rows) == limit:
+            result["next_cursor"] = encode_cursor(rows[-1].created_at, rows[-1].rid)
+        return result
 
     def history(self, memory_id: str) -> list[HistoryEvent]:
         """Every change to a memory, oldest first (also after it was deleted)."""

@@ -174,5 +174,11 @@ class Store(Protocol):
         self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime, as_of: datetime | None = None
     ) -> builtins.list[int]: ...
     def list(
-        self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None
+        self,
+        scope: Scope,
+        node: Node | None,
+        *,
+        limit: int,
+        now: datetime | None,
+        before: tuple[str, int] | None = None,
     ) -> builtins.list[StoredMemory]: ...

@@ -87,9 +87,10 @@ class MemoryItem(TypedDict):
 
 
 class SearchResult(TypedDict):
-    """``{"results": [...]}``: the shape search and get_all return."""
+    """``{"results": [...]}``: the shape search and get_all return (get_all adds ``next_cursor``)."""
 
     results: list[MemoryItem]
+    next_cursor: NotRequired[str]
 
 
 class AddResultItem(TypedDict):

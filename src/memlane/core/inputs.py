@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,8 @@ __all__ = [
     "check_metadata",
     "check_text",
     "check_threshold",
+    "decode_cursor",
+    "encode_cursor",
     "normalise_messages",
     "parse_time",
     "resolve_expiry",
@@ -172,3 +175,22 @@ def check_threshold(threshold: object) -> float | None:
     if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
         raise InvalidRequest(f"threshold must be a number from 0 to 1 (scores are in [0, 1]), got {threshold!r}")
     return float(threshold)
+
+
+def encode_cursor(created_at: str, rid: int) -> str:
+    """An opaque page cursor for ``get_all``: where the previous page ended."""
+    return base64.urlsafe_b64encode(f"{created_at}|{rid}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: object) -> tuple[str, int]:
+    """The ``(created_at, rid)`` a cursor from :func:`encode_cursor` names."""
+    bad = InvalidRequest("cursor is not one memlane returned: pass a previous page's next_cursor unchanged")
+    if not isinstance(cursor, str) or not 0 < len(cursor) <= 200:
+        raise bad
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, rid = raw.rsplit("|", 1)
+        datetime.fromisoformat(created_at)
+        return created_at, int(rid)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad from exc

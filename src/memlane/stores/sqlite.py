@@ -24,7 +24,7 @@ import numpy as np
 
 from memlane.core.filters import Node, compile_sqlite, to_iso
 from memlane.core.records import FactOutcome, FactPlan, NewMemory, SearchRow, StoredMemory
-from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryNotFound, StoreBusy, StoreError
+from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryConflict, MemoryNotFound, StoreBusy, StoreError
 from memlane.protocols import Vector
 from memlane.stores.sqlite_rows import (
     COLUMNS,
@@ -246,7 +246,7 @@ class SQLiteStore:
 
         Raises:
             MemoryNotFound: no such id.
-            InvalidRequest: the new text duplicates another memory of the same scope.
+            MemoryConflict: the new text duplicates another memory of the same scope.
         """
         now_iso = to_iso(now)
 
@@ -258,7 +258,7 @@ class SQLiteStore:
             clash = live_duplicate(conn, (row[2], row[3], row[4], row[5], content_hash))
             clash = clash if clash is not None and clash[0] != memory_id else None
             if clash:
-                raise InvalidRequest(
+                raise MemoryConflict(
                     f"the new text duplicates memory {clash[0]!r} in the same scope; delete one of them instead"
                 )
             meta_json = json.dumps(metadata if metadata is not None else before.metadata, ensure_ascii=False)
@@ -428,9 +428,24 @@ class SQLiteStore:
             params.extend(fparams)
         return where, params
 
-    def list(self, scope: Scope, node: Node | None, *, limit: int, now: datetime | None) -> builtins.list[StoredMemory]:
-        """Memories in scope matching the filter, newest first; ``now=None`` includes expired ones."""
+    def list(
+        self,
+        scope: Scope,
+        node: Node | None,
+        *,
+        limit: int,
+        now: datetime | None,
+        before: tuple[str, int] | None = None,
+    ) -> builtins.list[StoredMemory]:
+        """Memories in scope matching the filter, newest first; ``now=None`` includes expired ones.
+
+        ``before`` = ``(created_at, rid)`` of the last row of the previous page: keyset pagination,
+        stable while other writers add and delete.
+        """
         where, params = self._where(scope, node, now)
+        if before is not None:
+            where += " AND (m.created_at < ? OR (m.created_at = ? AND m.rid < ?))"
+            params += [before[0], before[0], before[1]]
         sql = f"SELECT {COLUMNS} FROM memories m WHERE {where} ORDER BY m.created_at DESC, m.rid DESC LIMIT ?"
         return [row_to_memory(r) for r in self._read(sql, [*params, limit])]
 

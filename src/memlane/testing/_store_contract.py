@@ -364,6 +364,21 @@ class StoreContract:
         assert [m.memory for m in store.list(Scope(agent_id="bot"), None, limit=10, now=_T0)] == ["bob's note"]
         assert store.list(Scope(user_id="nobody"), None, limit=10, now=_T0) == []
 
+    def test_list_pages_by_keyset_cursor(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        same = _T0 + timedelta(minutes=1)  # equal created_at: the rid breaks the tie
+        ids = [self.add(store, f"page note {i}", created=_T0 if i < 2 else same)[0] for i in range(5)]
+        seen: builtins.list[str] = []
+        before: tuple[str, int] | None = None
+        while True:
+            page = store.list(_ALICE, None, limit=2, now=None, before=before)
+            if not page:
+                break
+            seen += [m.id for m in page]
+            before = (page[-1].created_at, page[-1].rid)
+            self.add(store, f"written while paging {len(seen)}", created=same)  # newer: never on later pages
+        assert seen == ids[::-1]
+
     def test_keyword_search(self, store_factory: StoreFactory) -> None:
         store = self.opened(store_factory)
         both, one, near = self.add(
