@@ -7,10 +7,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import pytest
+from server_harness import SharedServer
 from wire_server import closed_port
 
 from memlane import AsyncMemory, Memory
@@ -23,11 +26,50 @@ def clock() -> FrozenClock:
     return FrozenClock()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``embedded_only`` (they open the database file themselves) run only embedded."""
+    items[:] = [
+        item
+        for item in items
+        if not (item.get_closest_marker("embedded_only") and "[remote" in item.nodeid.rsplit("/", 1)[-1])
+    ]
+
+
+@pytest.fixture(params=["embedded", "remote"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which face of the API a behavioural test drives: ``Memory``, or ``MemoryClient`` over HTTP."""
+    value: str = request.param
+    return value
+
+
+@pytest.fixture(scope="session")
+def rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedServer]:
+    """The real REST server under uvicorn on 127.0.0.1, shared by the session's behavioural tests."""
+    server = SharedServer(tmp_path_factory.mktemp("rest-server"))
+    yield server
+    server.close()
+
+
+Facing = Callable[[Memory], AbstractContextManager[Any]]
+
+
 @pytest.fixture
-def memory(tmp_path: Path, clock: FrozenClock) -> Iterator[Memory]:
-    """A ``Memory`` over a fresh file, with the hash embedder and a frozen clock."""
-    with Memory(path=tmp_path / "m.db", embedder=HashEmbedder(), clock=clock) as mem:
-        yield mem
+def facing(backend: str, request: pytest.FixtureRequest) -> Facing:
+    """``facing(memory)``: ``memory`` itself, or a ``MemoryClient`` to the REST server serving it."""
+    if backend == "embedded":
+        return nullcontext
+    server: SharedServer = request.getfixturevalue("rest_server")
+    return server.facing
+
+
+@pytest.fixture
+def memory(tmp_path: Path, clock: FrozenClock, facing: Facing) -> Iterator[Memory]:
+    """A ``Memory`` over a fresh file, with the hash embedder and a frozen clock.
+
+    Parametrised: the same tests also run through ``MemoryClient`` against the REST server.
+    """
+    with Memory(path=tmp_path / "m.db", embedder=HashEmbedder(), clock=clock) as mem, facing(mem) as face:
+        yield face
 
 
 @pytest.fixture

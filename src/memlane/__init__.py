@@ -7,6 +7,7 @@
 """
 
 from memlane.async_memory import AsyncMemory
+from memlane.client import AsyncMemoryClient, MemoryClient
 from memlane.config import MemoryConfig
 from memlane.core.scope import resolve_scope
 from memlane.errors import (
@@ -55,6 +56,7 @@ __all__ = [
     "AddResult",
     "AddResultItem",
     "AsyncMemory",
+    "AsyncMemoryClient",
     "AuthenticationError",
     "Completion",
     "ConfigError",
@@ -68,6 +70,7 @@ __all__ = [
     "LLMRequired",
     "MemlaneError",
     "Memory",
+    "MemoryClient",
     "MemoryConfig",
     "MemoryConflict",
     "MemoryItem",

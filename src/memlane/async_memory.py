@@ -9,7 +9,8 @@ sync-only providers run in a thread under the async driver.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import itertools
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 
@@ -18,6 +19,15 @@ from memlane.memory import Memory
 from memlane.types import AddResult, HistoryEvent, MemoryItem, SearchResult, Usage
 
 __all__ = ["AsyncMemory"]
+
+_CHUNK = 500
+
+
+async def _in_chunks(records: Iterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    # One thread hop per chunk of records, not per record.
+    while chunk := await asyncio.to_thread(lambda: list(itertools.islice(records, _CHUNK))):
+        for record in chunk:
+            yield record
 
 
 class AsyncMemory:
@@ -82,6 +92,24 @@ class AsyncMemory:
     async def history(self, memory_id: str) -> list[HistoryEvent]:
         """See :meth:`Memory.history`."""
         return await asyncio.to_thread(self._sync.history, memory_id)
+
+    def export_records(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """See :meth:`Memory.export_records`; iterate with ``async for`` (pages are read in a thread)."""
+        return _in_chunks(self._sync.export_records(user_id=user_id, agent_id=agent_id, run_id=run_id))
+
+    async def import_records(
+        self,
+        records: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        *,
+        on_conflict: str = "error",
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, int]:
+        """See :meth:`Memory.import_records`; also takes an async iterable (``progress`` runs in a worker thread)."""
+        if isinstance(records, AsyncIterable):
+            records = [record async for record in records]
+        return await asyncio.to_thread(self._sync.import_records, records, on_conflict=on_conflict, progress=progress)
 
     async def reset(self) -> None:
         """See :meth:`Memory.reset`."""

@@ -189,9 +189,12 @@ class MemoryConfig(_Strict):
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
         return cls.from_dict(data)
 
+    def home_path(self) -> Path:
+        """The home directory: ``home``, else ``$MEMLANE_HOME``, else ``~/.memlane`` (not created here)."""
+        return Path(self.home).expanduser() if self.home else default_home()
+
     def database_path(self) -> Path:
         """Where the SQLite file lives: the store's ``path``, else ``<home>/memlane.db``."""
         if self.vector_store.config.path:
             return Path(self.vector_store.config.path).expanduser()
-        home = Path(self.home).expanduser() if self.home else default_home()
-        return home / "memlane.db"
+        return self.home_path() / "memlane.db"

@@ -8,11 +8,12 @@ one pipeline, not two.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from memlane import transfer
 from memlane.config import MemoryConfig
 from memlane.core.filters import Node, parse_filter, to_iso
 from memlane.core.inputs import (
@@ -29,7 +30,7 @@ from memlane.core.inputs import (
 from memlane.core.ranking import Candidate, RankingParams, rank
 from memlane.core.records import NewMemory
 from memlane.core.scope import resolve_scope
-from memlane.core.text import analyse, content_hash, entity_terms, query_terms
+from memlane.core.text import analyse, content_hash, entity_terms, index_text, query_terms
 from memlane.errors import ConfigError, InvalidRequest, LLMRequired, MemoryNotFound
 from memlane.pipeline import AddContext, FactPipeline, UsageMeter, steering
 from memlane.protocols import LLM, Embedder, Store, Vector
@@ -50,12 +51,6 @@ def _selective(terms: list[str], df: Mapping[str, int], n_docs: int) -> list[str
     """
     limit = max(50, n_docs // 20)
     return [t for t in terms if df.get(t, 0) <= limit]
-
-
-def _index_text(content: str, name: str | None) -> str:
-    # The speaker is part of what a message says: "Caroline: I joined a support group" is found
-    # by "what did Caroline join?" although the message never names her.
-    return f"{name}: {content}" if name else content
 
 
 def _memory_type(value: object) -> str | None:
@@ -274,7 +269,7 @@ class Memory:
             return pipeline.add_procedure(ctx) if kind == "procedural" else pipeline.add_facts(ctx)
         if rules is not None or keep or avoid:
             raise InvalidRequest("instructions, includes and excludes steer fact extraction: they need an LLM")
-        texts = [_index_text(m.content, m.name) for m in msgs]
+        texts = [index_text(m.content, m.name) for m in msgs]
         store = self._open()
         vectors = self._embedder.embed(texts, kind="document")
         created = to_iso(now)
@@ -323,11 +318,11 @@ class Memory:
         current = store.get(memory_id)
         if current is None:
             raise MemoryNotFound(f"no memory with id {memory_id!r}")
-        vector = self._embedder.embed([_index_text(text, current.actor_id)], kind="document")[0]
+        vector = self._embedder.embed([index_text(text, current.actor_id)], kind="document")[0]
         _, after = store.update(
             memory_id,
             text=text,
-            search_text=analyse(_index_text(text, current.actor_id)),
+            search_text=analyse(index_text(text, current.actor_id)),
             content_hash=content_hash(text),
             embedding=vector,
             metadata=meta,
@@ -442,6 +437,63 @@ class Memory:
         """Every change to a memory, oldest first (also after it was deleted)."""
         check_text(memory_id, "memory_id")
         return self._open().history(memory_id)
+
+    # -- export and import ----------------------------------------------------------------
+    def export_records(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The store (or one scope) as portable records, to write one per line as JSON.
+
+        A header, then every memory row (past versions and expired memories included, with
+        provenance and conversation links), then the history of every memory (deleted ones too).
+        The format is documented in :mod:`memlane.core.portable`. Records stream page by page, and
+        nothing stays locked between pages; reading starts at the first ``next()``.
+
+        Args:
+            user_id, agent_id, run_id: export only this scope (the ids that are set must match,
+                as in ``get_all``); none: the whole store.
+        Returns:
+            An iterator of JSON-able dicts (``memlane.core.portable.encode_line`` makes a line).
+        Raises:
+            InvalidRequest: a scope id is malformed.
+            StoreError: a page could not be read.
+        """
+        scope, _ = resolve_scope(
+            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=None, required=False, operation="export"
+        )
+        return transfer.export_records(self._open, self._embedder, None if scope.is_empty() else scope, self._now())
+
+    def import_records(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        on_conflict: str = "error",
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, int]:
+        """Load records from ``export_records`` (of any store, any embedder) into this store, as they were.
+
+        Every record is validated first; the texts are then embedded with this Memory's embedder
+        and everything is written in one transaction: all or nothing. Ids, times, metadata, past
+        versions, conversation links, provenance and history (redactions included) are kept.
+
+        Args:
+            records: the records, in export order (``memlane.core.portable.decode_lines`` reads
+                a JSON-lines file); the header is optional.
+            on_conflict: ``"error"`` (default) refuses the whole import when a memory's id is
+                already in this store, or its text duplicates a current memory of its scope;
+                ``"skip"`` leaves such memories (and their history) out.
+            progress: called with the number of memories embedded so far, after each batch.
+        Returns:
+            ``{"imported": memory rows written, "skipped": memories left out, "history": events written}``.
+        Raises:
+            InvalidRequest: a record is malformed ("record N: ..."), or the header's format is not 1.
+            MemoryConflict: a conflict with ``on_conflict="error"``; nothing was written.
+            ProviderError: the embedder failed; nothing was written.
+            StoreError: the write failed; nothing was written.
+        """
+        return transfer.import_records(
+            self._open(), self._embedder, records, on_conflict=on_conflict, progress=progress, now=self._now()
+        )
 
     def _scope_and_filter(
         self,

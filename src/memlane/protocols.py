@@ -17,7 +17,16 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from memlane.core.filters import Node
-    from memlane.core.records import FactOutcome, FactPlan, NewMemory, SearchRow, StoredMemory
+    from memlane.core.records import (
+        FactOutcome,
+        FactPlan,
+        ImportOutcome,
+        NewMemory,
+        PortableEvent,
+        PortableMemory,
+        SearchRow,
+        StoredMemory,
+    )
     from memlane.types import AddEvent, HistoryEvent, Scope, Source
 
 __all__ = ["LLM", "Completion", "EmbedKind", "Embedder", "PromptMessage", "Store", "Vector", "Vectors"]
@@ -182,3 +191,43 @@ class Store(Protocol):
         now: datetime | None,
         before: tuple[str, int] | None = None,
     ) -> builtins.list[StoredMemory]: ...
+
+    # -- export and import (the record format: memlane.core.portable) ------------------------------
+    def export_page(self, scope: Scope | None, after_rid: int, limit: int) -> builtins.list[PortableMemory]:
+        """Up to ``limit`` rows with row id above ``after_rid``, by row id, with ``rid`` set.
+
+        Every row of ``scope`` (the whole store when None; the ids that are set must match):
+        current memories, past versions and expired ones, each with ``prev_id`` and, on one row
+        per memory (the current row, else the newest past version), its ``sources``. One page is
+        one consistent read; nothing stays locked between pages.
+        """
+        ...
+
+    def history_page(
+        self, scope: Scope | None, after: tuple[str, int] | None, limit: int
+    ) -> builtins.list[PortableEvent]:
+        """Up to ``limit`` history events whose scope matches, ordered by ``(memory_id, seq)``, after
+        ``after`` (the last event's ``(memory_id, seq)``; None to start). Deleted memories included."""
+        ...
+
+    def import_records(
+        self,
+        memories: Sequence[PortableMemory],
+        events: Sequence[PortableEvent],
+        *,
+        on_conflict: Literal["error", "skip"],
+        now: datetime,
+    ) -> ImportOutcome:
+        """Write embedded rows (ids, times, versions, ``prev_id`` links, sources) and history events
+        as they are, in one transaction.
+
+        A memory conflicts when the store already knows its id (as a row, a past version's memory
+        or in history) or when a current row duplicates the text of a current memory of its scope
+        and speaker (in the store or earlier in ``memories``). ``"skip"`` leaves such a memory out
+        whole (rows and history); ``"error"`` raises before writing anything.
+
+        Raises:
+            MemoryConflict: a conflict, with ``on_conflict="error"`` (names the memory id).
+            StoreError: the write failed; nothing was written.
+        """
+        ...

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from memlane.protocols import Vector
 from memlane.types import AddEvent, MemoryItem
 
-__all__ = ["FactOutcome", "FactPlan", "FactWrite", "NewMemory", "SearchRow", "SourceMessage", "StoredMemory"]
+__all__ = [
+    "FactOutcome",
+    "FactPlan",
+    "FactWrite",
+    "ImportOutcome",
+    "NewMemory",
+    "PortableEvent",
+    "PortableMemory",
+    "SearchRow",
+    "SourceMessage",
+    "StoredMemory",
+]
 
 
 @dataclass
@@ -133,3 +144,73 @@ class SearchRow(NamedTuple):
     timestamp: str
     prev_rid: int | None
     expires_at: str | None
+
+
+@dataclass
+class PortableMemory:
+    """One memory row as export and import move it between stores (see :mod:`memlane.core.portable`).
+
+    Every row travels, past versions (``version_of``/``valid_until`` set) and expired ones too.
+    ``id`` is the row's own id (a past version has its own; ``version_of`` names its memory).
+    ``prev_id`` is the id of the message this one follows in its conversation. ``sources`` are
+    the messages linked to the memory ``version_of or id``; a store exports them on one row per
+    memory (the current row, else the newest past version).
+
+    ``rid`` is the store-local row position an export pages by (0 on import). ``search_text``
+    and ``embedding`` are filled by the importing ``Memory`` (empty on export: they depend on the
+    embedder, and import recomputes them).
+    """
+
+    id: str
+    memory: str
+    hash: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    role: str | None
+    actor_id: str | None
+    metadata: dict[str, Any]
+    created_at: str
+    updated_at: str
+    timestamp: str
+    expires_at: str | None
+    version_of: str | None = None
+    valid_until: str | None = None
+    conversational: bool = False
+    prev_id: str | None = None
+    sources: list[SourceMessage] = field(default_factory=list)
+    rid: int = 0
+    search_text: str = ""
+    # Not compared: equal records are equal whatever vector an embedder gave them.
+    embedding: Vector = field(default_factory=lambda: np.zeros(0, dtype=np.float32), compare=False)
+
+    @property
+    def memory_id(self) -> str:
+        """The memory this row belongs to: ``version_of`` for a past version, else ``id``."""
+        return self.version_of or self.id
+
+
+@dataclass(frozen=True)
+class PortableEvent:
+    """One history event as export and import move it; ``seq`` is the store-local event id
+    (an export pages by ``(memory_id, seq)``; ignored on import)."""
+
+    memory_id: str
+    event: Literal["ADD", "UPDATE", "DELETE"]
+    old_memory: str | None
+    new_memory: str | None
+    created_at: str
+    effective_at: str
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    redacted: bool
+    seq: int = 0
+
+
+class ImportOutcome(NamedTuple):
+    """What an import wrote: memory rows written, memories skipped as conflicts, history events written."""
+
+    imported: int
+    skipped: int
+    history: int

@@ -20,6 +20,7 @@ __all__ = [
     "analyse",
     "content_hash",
     "entity_terms",
+    "index_text",
     "normalise_text",
     "query_terms",
 ]
@@ -55,6 +56,15 @@ def normalise_text(text: str) -> str:
 def content_hash(text: str) -> str:
     """sha256 of the normalised text: equal hashes mean an exact duplicate."""
     return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+def index_text(content: str, name: str | None) -> str:
+    """What a memory is embedded and keyword-indexed as: its text, after its speaker's name if any.
+
+    The speaker is part of what a message says: "Caroline: I joined a support group" is found by
+    "what did Caroline join?" although the message never names her.
+    """
+    return f"{name}: {content}" if name else content
 
 
 @lru_cache(maxsize=200_000)

@@ -18,14 +18,24 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from memlane.core.filters import Node, compile_sqlite, to_iso
-from memlane.core.records import FactOutcome, FactPlan, NewMemory, SearchRow, StoredMemory
+from memlane.core.records import (
+    FactOutcome,
+    FactPlan,
+    ImportOutcome,
+    NewMemory,
+    PortableEvent,
+    PortableMemory,
+    SearchRow,
+    StoredMemory,
+)
 from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryConflict, MemoryNotFound, StoreBusy, StoreError
 from memlane.protocols import Vector
+from memlane.stores import sqlite_export
 from memlane.stores.sqlite_rows import (
     COLUMNS,
     LIVE,
@@ -404,6 +414,45 @@ class SQLiteStore:
         Each decision is re-checked against the rows as they are now (see ``FactWriter``).
         """
         return self._write(lambda conn: FactWriter(conn, plan, to_iso(now)).run())
+
+    # -- export and import (memlane.stores.sqlite_export) ----------------------------------------
+    def export_page(self, scope: Scope | None, after_rid: int, limit: int) -> builtins.list[PortableMemory]:
+        """Rows of ``scope`` (all when None) after ``after_rid``, by rid: see ``Store.export_page``."""
+        with self._lock:
+            return sqlite_export.snapshot(
+                self.conn, str(self.path), lambda c: sqlite_export.export_page(c, scope, after_rid, limit)
+            )
+
+    def history_page(
+        self, scope: Scope | None, after: tuple[str, int] | None, limit: int
+    ) -> builtins.list[PortableEvent]:
+        """History events of ``scope`` after ``(memory_id, seq)``: see ``Store.history_page``."""
+        with self._lock:
+            return sqlite_export.snapshot(
+                self.conn, str(self.path), lambda c: sqlite_export.history_page(c, scope, after, limit)
+            )
+
+    def import_records(
+        self,
+        memories: Sequence[PortableMemory],
+        events: Sequence[PortableEvent],
+        *,
+        on_conflict: Literal["error", "skip"],
+        now: datetime,
+    ) -> ImportOutcome:
+        """Write exported rows and history as they were, in one transaction: see ``Store.import_records``.
+
+        Raises:
+            MemoryConflict: a conflict, with ``on_conflict="error"``.
+            StoreError: the write failed and was rolled back.
+        """
+
+        def run(conn: sqlite3.Connection) -> ImportOutcome:
+            outcome = sqlite_export.Importer(conn, to_iso(now), on_conflict).run(memories, events)
+            self._prune_changes(conn)
+            return outcome
+
+        return self._write(run)
 
     def _where(
         self, scope: Scope, node: Node | None, now: datetime | None, as_of: datetime | None = None

@@ -1,0 +1,43 @@
+"""``memlane``: the command line, a thin shell over the public API (``Memory`` / ``MemoryClient``).
+
+Without ``--url`` the commands drive an embedded :class:`memlane.Memory` (config from ``--config``,
+data under ``--home``); with ``--url`` a ``MemoryClient`` talking to a memlane server. Both have the
+same methods, results and errors, so every command is written once. ``--json`` prints the exact API
+return value as one JSON document (JSON lines for ``export``). See ``docs/cli.md``.
+
+Commands: add, search, list, get, update, delete, delete-all, history, reset, export, import,
+serve, keys (create, list, revoke), config, info.
+
+Exit codes (errors print ``error: <TypeName>: <message>`` on stderr; with ``--json`` also
+``{"error": {"type", "message"}}`` on stdout; never a traceback for a ``MemlaneError``):
+
+====  =====================================================================================
+0     success
+1     unexpected internal error (a bug: ``MEMLANE_DEBUG=1`` shows the traceback)
+2     usage error or bad input: click usage errors, ``InvalidRequest`` (``ScopeRequired``,
+      ``InvalidFilter``, ...), ``ConfigError`` (``LLMRequired``), ``EmbedderMismatch``, a
+      confirmation not given
+3     ``MemoryNotFound`` (also an unknown API key in ``keys revoke``)
+4     ``AuthenticationError``, ``PermissionDenied``, ``ProviderAuthError``
+5     worth retrying: ``ServiceUnavailable`` (``RequestTimeout``), ``RateLimited``, ``StoreError``
+      (``StoreBusy``), ``ProviderError``
+6     ``MemoryConflict`` (checked before ``InvalidRequest``, which it subclasses)
+====  =====================================================================================
+"""
+
+from __future__ import annotations
+
+from memlane.cli._admin import COMMANDS as _ADMIN
+from memlane.cli._app import EXIT_CODES, cli, exit_code
+from memlane.cli._memories import COMMANDS as _MEMORIES
+from memlane.cli._transfer import COMMANDS as _TRANSFER
+
+__all__ = ["EXIT_CODES", "cli", "exit_code", "main"]
+
+for _command in (*_MEMORIES, *_TRANSFER, *_ADMIN):
+    cli.add_command(_command)
+
+
+def main() -> None:
+    """Entry point of the ``memlane`` script and ``python -m memlane``."""
+    cli.main(prog_name="memlane")

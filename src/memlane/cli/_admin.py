@@ -1,0 +1,243 @@
+"""Commands about the installation rather than memories: serve, keys, config, info."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from memlane import MemlaneError, Memory, ServiceUnavailable, __version__
+from memlane.cli._app import State, pass_state
+from memlane.cli._output import emit_json, show_mapping, show_table
+
+if TYPE_CHECKING:
+    from memlane.server.keys import ApiKey, KeyStore
+
+__all__ = ["COMMANDS", "mask_secrets"]
+
+_SECRET_WORDS = ("key", "secret", "token", "password")
+MASK = "********"
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8420, show_default=True, help="TCP port.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes (each loads the model).")
+@click.option("--no-auth", is_flag=True, help="Serve without API keys (refused unless --host is loopback).")
+@click.option("--rate-limit", type=float, help="Requests per second per API key.")
+@click.option("--max-body-bytes", type=int, help="Largest request body accepted.")
+@click.option("--request-timeout", type=float, help="Seconds before a request is answered with a timeout.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
+    default="info",
+    show_default=True,
+)
+@pass_state
+def serve(
+    state: State,
+    host: str,
+    port: int,
+    workers: int,
+    no_auth: bool,
+    rate_limit: float | None,
+    max_body_bytes: int | None,
+    request_timeout: float | None,
+    log_level: str,
+) -> None:
+    """Run the memlane REST server on the local store until interrupted."""
+    # Imported here: uvicorn and FastAPI load only for this command.
+    from memlane.server import serve as run_server
+
+    given = {"rate_limit": rate_limit, "max_body_bytes": max_body_bytes, "request_timeout": request_timeout}
+    limits = {name: value for name, value in given.items() if value is not None}
+    run_server(
+        host=host, port=port, workers=workers, auth=not no_auth, config_file=state.config_file, home=state.home,
+        log_level=log_level, **limits,
+    )  # fmt: skip
+
+
+@click.group()
+def keys() -> None:
+    """API keys of the local server (only their hashes are stored)."""
+
+
+def _key_store(state: State) -> KeyStore:
+    state.local_only("memlane keys")
+    # Imported here: memlane.server's package import loads FastAPI and uvicorn.
+    from memlane.server.keys import KeyStore
+
+    return KeyStore(state.config().home_path() / "keys.db")
+
+
+def _show_keys(found: list[ApiKey]) -> None:
+    rows = [(k.id, k.name, k.role, k.namespace, k.rate_limit, k.created_at, k.revoked_at or "") for k in found]
+    columns = ("id", "name", "role", "namespace", "rate limit", "created", "revoked")
+    show_table(columns, rows, caption=None if rows else "no API keys (create one: memlane keys create)")
+
+
+@keys.command(name="create")
+@click.option("--name", required=True, help="A label for people, e.g. acme-prod.")
+@click.option("--admin", is_flag=True, help="An admin key: every scope, reset, export, import.")
+@click.option("--namespace", metavar="NS", help="A tenant key: only user and agent ids starting with NS:.")
+@click.option("--rate-limit", type=float, help="Requests per second for this key (default: the server's).")
+@pass_state
+def keys_create(state: State, name: str, admin: bool, namespace: str | None, rate_limit: float | None) -> None:
+    """Create an API key and print its token (shown this once only)."""
+    key, token = _key_store(state).create(name, admin=admin, namespace=namespace, rate_limit=rate_limit)
+    if state.json:
+        emit_json({"key": key.as_dict(), "token": token})
+    else:
+        _show_keys([key])
+        click.echo(token)
+    click.echo("warning: store this token now: it is not shown again (only its hash is kept)", err=True)
+
+
+@keys.command(name="list")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@pass_state
+def keys_list(state: State, include_revoked: bool) -> None:
+    """The API keys (never their secrets), oldest first."""
+    found = _key_store(state).list(include_revoked=include_revoked)
+    if state.json:
+        emit_json([k.as_dict() for k in found])
+    else:
+        _show_keys(found)
+
+
+@keys.command(name="revoke")
+@click.argument("key", metavar="ID_OR_NAME")
+@pass_state
+def keys_revoke(state: State, key: str) -> None:
+    """Revoke a key by id (or by name); it stops working at once."""
+    revoked = _key_store(state).revoke(key)
+    if state.json:
+        emit_json(revoked.as_dict())
+    else:
+        click.echo(f"revoked key {revoked.id} ({revoked.name})")
+
+
+def mask_secrets(value: Any) -> Any:
+    """A copy with every string under a key naming a secret ("key", "secret", "token", "password") masked."""
+    if isinstance(value, dict):
+        return {
+            k: MASK
+            if isinstance(v, str) and v and any(word in str(k).lower() for word in _SECRET_WORDS)
+            else mask_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+@click.command()
+@pass_state
+def config(state: State) -> None:
+    """The effective configuration as JSON (secrets masked)."""
+    cfg = state.config()
+    data = cfg.model_dump(mode="json")
+    data["home"] = str(cfg.home_path())
+    for section in ("llm", "embedder"):
+        data[section] = mask_secrets(data[section])
+    emit_json(data)
+
+
+def _file(path: Path) -> dict[str, Any]:
+    return {"path": str(path), "size_bytes": path.stat().st_size if path.is_file() else None}
+
+
+def _stored_embedder(db: Path) -> dict[str, Any] | None:
+    """The embedder the store records (read-only: info must not migrate or create anything)."""
+    if not db.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key LIKE 'embedder_%'").fetchall())
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return {"error": f"cannot read {db}: {exc}"}
+    dimension = meta.get("embedder_dimension")
+    return {"model_id": meta.get("embedder_id"), "dimension": int(dimension) if dimension else None}
+
+
+def _embedder_info(state: State, stored: dict[str, Any] | None) -> dict[str, Any]:
+    cfg = state.config()
+    out: dict[str, Any] = {"provider": cfg.embedder.provider}
+    try:
+        embedder = Memory(config=cfg).embedder  # builds the provider object; no model loads
+        out["model_id"] = embedder.model_id
+        if stored and stored.get("model_id") == embedder.model_id:
+            out["dimension"] = stored.get("dimension")  # some providers ask their server otherwise
+        else:
+            out["dimension"] = embedder.dimension
+    except MemlaneError as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    out["stored"] = stored
+    return out
+
+
+def _local_info(state: State) -> dict[str, Any]:
+    cfg = state.config()
+    home = cfg.home_path()
+    db = cfg.database_path()
+    stored = _stored_embedder(db)
+    llm: dict[str, Any] | str
+    if cfg.llm is None:
+        llm = "none: messages stored verbatim"
+    else:
+        llm = {"provider": cfg.llm.provider, "model": cfg.llm.config.get("model")}
+    return {
+        "version": __version__,
+        "home": str(home),
+        "config_file": state.config_file,
+        "database": _file(db),
+        "keys": _file(home / "keys.db"),
+        "audit_log": _file(home / "audit.log"),
+        "embedder": _embedder_info(state, stored),
+        "llm": llm,
+    }
+
+
+def _remote_info(state: State) -> dict[str, Any]:
+    assert state.url is not None
+    client: Any = state.backend()
+    if callable(getattr(client, "version", None)):
+        server = client.version()
+    else:
+        import httpx  # only --url needs it
+
+        headers = {"Authorization": f"Bearer {state.api_key}"} if state.api_key else {}
+        try:
+            response = httpx.get(f"{state.url.rstrip('/')}/v1/version", headers=headers, timeout=10.0)
+            response.raise_for_status()
+            server = response.json()
+        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+            raise ServiceUnavailable(f"cannot get {state.url}/v1/version: {exc}") from exc
+    return {"version": __version__, "url": state.url, "server": server}
+
+
+@click.command()
+@pass_state
+def info(state: State) -> None:
+    """Where the data lives, which embedder and LLM are configured, and the version."""
+    data = _remote_info(state) if state.url else _local_info(state)
+    if state.json:
+        emit_json(data)
+        return
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "server":
+            for sub, item in value.items():
+                flat[f"{key}.{sub}"] = item
+        else:
+            flat[key] = value
+    show_mapping(flat, title="memlane")
+
+
+COMMANDS = (serve, keys, config, info)

@@ -1,0 +1,341 @@
+"""The portable record format of ``Memory.export_records`` / ``import_records`` (JSON lines), format 1.
+
+An export is a stream of JSON objects, one per line, that loads into another store (another
+file, another backend, another embedder) with nothing lost: past versions, expired memories,
+provenance, conversation order, the history of deleted memories and every timestamp travel.
+
+Line 1, the header (optional on import; a ``format`` other than 1 is refused)::
+
+    {"type": "memlane-export", "format": 1, "embedder": "<model id>", "dimension": 384,
+     "exported_at": "2026-05-04T09:30:00.000000+00:00"}
+
+Then one ``memory`` record per stored row, in row order (so a message's ``prev_id`` comes
+before it), current memories, past versions and expired memories alike::
+
+    {"type": "memory", "id": "…", "memory": "I moved to Lisbon", "hash": "<sha256>",
+     "user_id": "alice", "agent_id": null, "run_id": null, "role": "user", "actor_id": "Al",
+     "metadata": {}, "created_at": "…", "updated_at": "…", "timestamp": "…", "expires_at": null,
+     "version_of": null, "valid_until": null, "conversational": true, "prev_id": "…",
+     "sources": [{"role": "user", "name": "Al", "content": "…", "timestamp": "…"}]}
+
+- ``id`` is the row's own id. A past version (kept when reconciliation superseded or invalidated
+  a fact; only ``search(as_of=...)`` sees it) has its own id, ``version_of`` = its memory's id and
+  ``valid_until`` = when it stopped being true: the two are set together or not at all.
+- ``prev_id``: the message this one follows in its conversation (search shows a reply as context
+  of the message it answers), or null.
+- ``sources``: the messages the memory was extracted from, oldest first; carried by one row per
+  memory (the current row, or the newest past version of a memory that has none).
+- ``conversational``: the row is a chat message stored verbatim (it has a ``role``).
+- ``hash`` is ``content_hash(memory)``; import checks it (drop it to have it recomputed).
+- No vector and no analysed text: import embeds ``"{actor_id}: {memory}"`` (just ``memory``
+  without an actor) with the importing ``Memory``'s embedder, exactly as ``add`` does.
+
+Then one ``history`` record per memory id that has history (deleted memories too), events oldest
+first, each with every ``HistoryEvent`` field but the store-local ``id``::
+
+    {"type": "history", "memory_id": "…", "events": [{"memory_id": "…", "event": "ADD",
+     "old_memory": null, "new_memory": "…", "created_at": "…", "effective_at": "…",
+     "user_id": "alice", "agent_id": null, "run_id": null, "redacted": false}]}
+
+Times are ISO 8601 strings; import normalises them to memlane's fixed-width UTC form. On import
+a memory record needs ``id``, ``memory``, ``created_at`` and one scope id; the other keys
+default (``updated_at`` and ``timestamp`` to ``created_at``, ``metadata`` to ``{}``, the rest to
+null / false / empty). An event needs ``event`` and ``created_at`` (``effective_at`` defaults to
+it). Unknown keys are refused: a typo must not drop data silently. A redacted (purged) event
+carries no text. Record numbers in errors count from 1 in input order: the line number of a
+JSON-lines file.
+
+This module is pure: it turns records into :class:`PortableMemory` / :class:`PortableEvent` and
+back; ``Memory`` drives the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from memlane.core.filters import to_iso
+from memlane.core.inputs import check_metadata, check_text, parse_time
+from memlane.core.records import PortableEvent, PortableMemory, SourceMessage
+from memlane.core.scope import SCOPE_KEYS, validate_scope_id
+from memlane.core.text import content_hash
+from memlane.errors import InvalidRequest
+
+__all__ = [
+    "FORMAT",
+    "ParsedRecords",
+    "decode_lines",
+    "encode_line",
+    "header_record",
+    "history_record",
+    "memory_record",
+    "parse_records",
+]
+
+FORMAT = 1
+HEADER = "memlane-export"
+_HEADER_KEYS = {"type", "format", "embedder", "dimension", "exported_at"}
+_MEMORY_KEYS = {
+    "type", "id", "memory", "hash", "user_id", "agent_id", "run_id", "role", "actor_id", "metadata",
+    "created_at", "updated_at", "timestamp", "expires_at", "version_of", "valid_until", "conversational",
+    "prev_id", "sources",
+}  # fmt: skip
+_EVENT_KEYS = {
+    "memory_id", "event", "old_memory", "new_memory", "created_at", "effective_at", "user_id", "agent_id",
+    "run_id", "redacted",
+}  # fmt: skip
+_SOURCE_KEYS = {"role", "name", "content", "timestamp"}
+_MAX_ID = 256
+
+
+# -- records out ------------------------------------------------------------------------------
+def header_record(embedder_id: str, dimension: int, exported_at: str) -> dict[str, Any]:
+    """The first record of an export: format, the exporting embedder, when."""
+    return {"type": HEADER, "format": FORMAT, "embedder": embedder_id, "dimension": dimension,
+            "exported_at": exported_at}  # fmt: skip
+
+
+def memory_record(m: PortableMemory) -> dict[str, Any]:
+    """A memory row as a JSON-able record."""
+    return {
+        "type": "memory", "id": m.id, "memory": m.memory, "hash": m.hash, "user_id": m.user_id,
+        "agent_id": m.agent_id, "run_id": m.run_id, "role": m.role, "actor_id": m.actor_id,
+        "metadata": m.metadata, "created_at": m.created_at, "updated_at": m.updated_at, "timestamp": m.timestamp,
+        "expires_at": m.expires_at, "version_of": m.version_of, "valid_until": m.valid_until,
+        "conversational": m.conversational, "prev_id": m.prev_id,
+        "sources": [{"role": s.role, "name": s.name, "content": s.content, "timestamp": s.timestamp}
+                    for s in m.sources],
+    }  # fmt: skip
+
+
+def history_record(memory_id: str, events: Sequence[PortableEvent]) -> dict[str, Any]:
+    """One memory's history events (oldest first) as a JSON-able record."""
+    return {
+        "type": "history",
+        "memory_id": memory_id,
+        "events": [
+            {"memory_id": e.memory_id, "event": e.event, "old_memory": e.old_memory, "new_memory": e.new_memory,
+             "created_at": e.created_at, "effective_at": e.effective_at, "user_id": e.user_id,
+             "agent_id": e.agent_id, "run_id": e.run_id, "redacted": e.redacted}
+            for e in events
+        ],
+    }  # fmt: skip
+
+
+def encode_line(record: Mapping[str, Any]) -> str:
+    """One record as a line of JSON (UTF-8 text kept as is), without the newline."""
+    return json.dumps(record, ensure_ascii=False, allow_nan=False)
+
+
+def decode_lines(lines: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
+    """The records of a JSON-lines stream (blank lines are refused, so record numbers stay line numbers).
+
+    Raises:
+        InvalidRequest: a line is not a JSON object (the message names the line).
+    """
+    for number, line in enumerate(lines, start=1):
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            raise InvalidRequest(f"line {number}: not valid JSON ({exc})") from exc
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"line {number}: a record must be a JSON object, got {type(value).__name__}")
+        yield value
+
+
+# -- records in -------------------------------------------------------------------------------
+class ParsedRecords(NamedTuple):
+    """Validated import records: memory rows and history events (both in input order), the header if any."""
+
+    memories: list[PortableMemory]
+    events: list[PortableEvent]
+    header: dict[str, Any] | None
+
+
+class _Fields:
+    """Typed, checked access to one record's fields; every error names the record and the field."""
+
+    def __init__(self, data: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+        unknown = [str(k) for k in data if k not in allowed]
+        if unknown:
+            raise InvalidRequest(f"{where}: unknown field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        self.data = data
+        self.where = where
+
+    def fail(self, key: str, problem: str) -> InvalidRequest:
+        return InvalidRequest(f"{self.where}: {key} {problem}")
+
+    def text(self, key: str) -> str:
+        try:
+            return check_text(self.data.get(key), key)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{self.where}: {exc}") from None
+
+    def ident(self, key: str, *, required: bool = False) -> str | None:
+        value = self.data.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID:
+            raise self.fail(key, f"must be a non-empty string of at most {_MAX_ID} characters, got {value!r}")
+        return value
+
+    def scope_id(self, key: str) -> str | None:
+        try:
+            return validate_scope_id(key, self.data.get(key))
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{self.where}: {exc}") from None
+
+    def time(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key)
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be an ISO-8601 time such as '2026-05-04T09:30:00Z', got {value!r}")
+        try:
+            return to_iso(parse_time(value, key))
+        except (InvalidRequest, OverflowError):
+            raise self.fail(key, f"must be an ISO-8601 time such as '2026-05-04T09:30:00Z', got {value!r}") from None
+
+    def optional_time(self, key: str) -> str | None:
+        return None if self.data.get(key) is None else self.time(key)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise self.fail(key, f"must be a string or null, got {type(value).__name__}")
+        return value
+
+
+def _sources(f: _Fields) -> list[SourceMessage]:
+    value = f.data.get("sources")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise f.fail("sources", f"must be a list of messages, got {type(value).__name__}")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise f.fail(f"sources[{i}]", "must be an object with role, name, content and timestamp")
+        s = _Fields(item, f"{f.where}: sources[{i}]", _SOURCE_KEYS)
+        out.append(SourceMessage(str(s.ident("role", required=True)), s.ident("name"), s.text("content"),
+                                 s.time("timestamp")))  # fmt: skip
+    return out
+
+
+def _memory(f: _Fields) -> PortableMemory:
+    text = f.text("memory")
+    digest = content_hash(text)
+    if f.data.get("hash") is not None and f.data.get("hash") != digest:
+        raise f.fail("hash", "does not match the memory text (was the text edited? drop hash to recompute it)")
+    scope = {key: f.scope_id(key) for key in SCOPE_KEYS}
+    if all(v is None for v in scope.values()):
+        raise f.fail("user_id", "is missing: a memory needs at least one of user_id, agent_id or run_id")
+    metadata = f.data.get("metadata")
+    try:
+        meta = check_metadata(metadata)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{f.where}: {exc}") from None
+    created = f.time("created_at")
+    version_of, valid_until = f.ident("version_of"), f.optional_time("valid_until")
+    if (version_of is None) != (valid_until is None):
+        raise f.fail("valid_until", "and version_of go together: a past version has both, a current memory neither")
+    role = f.ident("role")
+    return PortableMemory(
+        id=str(f.ident("id", required=True)), memory=text, hash=digest, user_id=scope["user_id"],
+        agent_id=scope["agent_id"], run_id=scope["run_id"], role=role,
+        actor_id=f.ident("actor_id"), metadata=meta, created_at=created,
+        updated_at=f.time("updated_at", created), timestamp=f.time("timestamp", created),
+        expires_at=f.optional_time("expires_at"), version_of=version_of, valid_until=valid_until,
+        conversational=f.flag("conversational", role is not None), prev_id=f.ident("prev_id"), sources=_sources(f),
+    )  # fmt: skip
+
+
+def _event(f: _Fields, memory_id: str) -> PortableEvent:
+    if f.data.get("memory_id", memory_id) != memory_id:
+        raise f.fail("memory_id", f"is {f.data.get('memory_id')!r} in a history record of {memory_id!r}")
+    kind = f.data.get("event")
+    if kind not in ("ADD", "UPDATE", "DELETE"):
+        raise f.fail("event", f"must be 'ADD', 'UPDATE' or 'DELETE', got {kind!r}")
+    created = f.time("created_at")
+    redacted = f.flag("redacted", False)
+    old, new = f.optional_text("old_memory"), f.optional_text("new_memory")
+    if redacted and (old is not None or new is not None):
+        raise f.fail("redacted", "is true but the event carries text: a purged event keeps none")
+    return PortableEvent(
+        memory_id=memory_id, event=kind, old_memory=old, new_memory=new, created_at=created,
+        effective_at=f.time("effective_at", created), user_id=f.scope_id("user_id"),
+        agent_id=f.scope_id("agent_id"), run_id=f.scope_id("run_id"), redacted=redacted,
+    )  # fmt: skip
+
+
+def _history(f: _Fields) -> list[PortableEvent]:
+    memory_id = str(f.ident("memory_id", required=True))
+    events = f.data.get("events")
+    if not isinstance(events, list) or not events:
+        raise f.fail("events", "must be a non-empty list of history events")
+    out = []
+    for i, item in enumerate(events):
+        if not isinstance(item, Mapping):
+            raise f.fail(f"events[{i}]", "must be an object")
+        out.append(_event(_Fields(item, f"{f.where}: events[{i}]", _EVENT_KEYS), memory_id))
+    return out
+
+
+def _header(f: _Fields) -> dict[str, Any]:
+    fmt = f.data.get("format")
+    if fmt != FORMAT or isinstance(fmt, bool):
+        raise f.fail("format", f"is {fmt!r}: this memlane reads export format {FORMAT}; upgrade memlane to read it")
+    dimension = f.data.get("dimension")
+    if dimension is not None and (not isinstance(dimension, int) or isinstance(dimension, bool) or dimension < 1):
+        raise f.fail("dimension", f"must be a positive integer, got {dimension!r}")
+    if f.data.get("embedder") is not None:
+        f.ident("embedder")
+    f.optional_time("exported_at")
+    return dict(f.data)
+
+
+def parse_records(records: Iterable[Mapping[str, Any]]) -> ParsedRecords:
+    """Validate and normalise every record of an import (nothing is written until all pass).
+
+    Raises:
+        InvalidRequest: the first bad record, as "record N: <field> <problem>" (N counts from 1).
+    """
+    if isinstance(records, str | bytes | Mapping):
+        raise InvalidRequest("records must be an iterable of record dicts (one per JSON line), not one string or dict")
+    memories: list[PortableMemory] = []
+    events: list[PortableEvent] = []
+    header: dict[str, Any] | None = None
+    seen_ids: dict[str, int] = {}
+    seen_history: dict[str, int] = {}
+    for number, record in enumerate(records, start=1):
+        where = f"record {number}"
+        if not isinstance(record, Mapping):
+            raise InvalidRequest(f"{where}: must be a JSON object, got {type(record).__name__}")
+        kind = record.get("type")
+        if kind == HEADER:
+            if number != 1:
+                raise InvalidRequest(f"{where}: the {HEADER} header may only be the first record")
+            header = _header(_Fields(record, where, _HEADER_KEYS))
+        elif kind == "memory":
+            memory = _memory(_Fields(record, where, _MEMORY_KEYS))
+            if memory.id in seen_ids:
+                raise InvalidRequest(f"{where}: id {memory.id!r} already came in record {seen_ids[memory.id]}")
+            seen_ids[memory.id] = number
+            memories.append(memory)
+        elif kind == "history":
+            group = _history(_Fields(record, where, {"type", "memory_id", "events"}))
+            mid = group[0].memory_id
+            if mid in seen_history:
+                raise InvalidRequest(f"{where}: memory_id {mid!r} already has a history record ({seen_history[mid]})")
+            seen_history[mid] = number
+            events.extend(group)
+        else:
+            raise InvalidRequest(f"{where}: type must be {HEADER!r}, 'memory' or 'history', got {kind!r}")
+    return ParsedRecords(memories, events, header)

@@ -1,0 +1,87 @@
+"""memlane's REST server: ``memlane serve``, or ``create_app(memory)`` inside your own ASGI stack."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from memlane import InvalidRequest, Memory, MemoryConfig
+from memlane.server.app import create_app
+from memlane.server.keys import ApiKey, KeyStore
+from memlane.server.settings import ServerSettings, is_loopback
+
+__all__ = ["ApiKey", "KeyStore", "ServerSettings", "app_from_env", "create_app", "load_config", "serve"]
+
+log = logging.getLogger("memlane.server")
+
+
+def load_config(config_file: str | None = None, home: str | None = None) -> MemoryConfig:
+    """The ``MemoryConfig`` a server or CLI uses: a JSON file (or ``$MEMLANE_CONFIG``), then ``home``.
+
+    Raises:
+        ConfigError: an unreadable or invalid config file.
+    """
+    path = config_file or os.environ.get("MEMLANE_CONFIG")
+    config = MemoryConfig.from_file(path) if path else MemoryConfig()
+    return config.model_copy(update={"home": home}) if home else config
+
+
+def app_from_env() -> FastAPI:
+    """The app a uvicorn worker builds (``memlane serve`` hands config and settings over the environment)."""
+    settings = ServerSettings.from_env()
+    config = load_config()
+    return create_app(lambda: Memory(config=config), settings)
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8420,
+    workers: int = 1,
+    auth: bool = True,
+    config_file: str | None = None,
+    home: str | None = None,
+    log_level: str = "info",
+    **limits: float | int | None,
+) -> None:
+    """Run the REST server until interrupted.
+
+    Args:
+        host, port: where to listen (default loopback only).
+        workers: processes sharing the store (each loads the embedder).
+        auth: require API keys; ``False`` (``--no-auth``) is refused unless ``host`` is loopback.
+        config_file, home: the memlane config and home (default ``$MEMLANE_CONFIG``, ``$MEMLANE_HOME``).
+        limits: ``ServerSettings`` fields (``rate_limit``, ``max_body_bytes``, ``request_timeout``, ...).
+    Raises:
+        InvalidRequest: ``auth=False`` on a non-loopback host, bad limits or worker count.
+        ConfigError: the config is invalid.
+    """
+    if not auth and not is_loopback(host):
+        raise InvalidRequest(
+            f"--no-auth serves every memory to anyone who can connect, so it binds only to loopback "
+            f"(127.0.0.1, ::1, localhost), not {host!r}; create an API key with `memlane keys create` instead"
+        )
+    if not isinstance(workers, int) or workers < 1:
+        raise InvalidRequest(f"workers must be a positive integer, got {workers!r}")
+    config = load_config(config_file, home)
+    settings = ServerSettings(auth=auth, home=str(config.home_path())).with_overrides(**limits)
+    os.environ.update(settings.to_env())
+    if config_file:
+        os.environ["MEMLANE_CONFIG"] = str(Path(config_file).resolve())
+    if home:
+        os.environ["MEMLANE_HOME"] = str(Path(home).expanduser().resolve())
+    if auth and not KeyStore(settings.keys_path).list():
+        log.warning("no API keys yet: every request will get 401; create one with `memlane keys create --admin`")
+    uvicorn.run(
+        "memlane.server:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,262 @@
+"""Export pages and one-transaction import for the SQLite store (see :mod:`memlane.core.portable`).
+
+Reads page by row id (memories) and by ``(memory_id, id)`` (history): each page is one short read
+transaction, so an export of any size holds no lock between pages and sees each page whole.
+
+An import runs inside the caller's write transaction (``SQLiteStore._write``): rows go in through
+plain ``INSERT``s, so the triggers index them, count them in ``stats`` and log them in ``changes``
+for every process's vector cache, exactly as ``insert`` and ``apply_facts`` do.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar
+
+from memlane.core.records import ImportOutcome, PortableEvent, PortableMemory, SourceMessage
+from memlane.errors import MemoryConflict, StoreError
+from memlane.stores.sqlite_rows import live_duplicate, none, scope_sql
+from memlane.types import Scope
+
+__all__ = ["Importer", "export_page", "history_page", "snapshot"]
+
+T = TypeVar("T")
+_CHUNK = 500
+_PAGE_COLUMNS = (
+    "m.rid, m.id, m.user_id, m.agent_id, m.run_id, m.actor_id, m.role, m.memory, m.hash, m.metadata, "
+    "m.created_at, m.updated_at, m.timestamp, m.expires_at, m.version_of, m.valid_until, p.id"
+)
+
+
+def snapshot(conn: sqlite3.Connection, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run the reads of ``fn`` in one read transaction (a consistent page), ended before returning.
+
+    The caller holds the store's connection lock.
+    """
+    try:
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        raise StoreError(f"reading {what} failed: {exc}") from exc
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def _select_in(conn: sqlite3.Connection, sql: str, values: Iterable[Any]) -> list[Any]:
+    """``sql`` with ``{marks}`` as an ``IN`` list, over ``values`` in chunks."""
+    out: list[Any] = []
+    for chunk in _chunks(list(values)):
+        out += conn.execute(sql.replace("{marks}", ",".join("?" * len(chunk))), chunk).fetchall()
+    return out
+
+
+def export_page(conn: sqlite3.Connection, scope: Scope | None, after_rid: int, limit: int) -> list[PortableMemory]:
+    """Up to ``limit`` rows of ``scope`` (all when None) with ``rid > after_rid``, by rid, with their sources."""
+    where, params = scope_sql(scope) if scope is not None else ("1", [])
+    rows = conn.execute(
+        f"SELECT {_PAGE_COLUMNS} FROM memories m LEFT JOIN memories p ON p.rid = m.prev_rid "
+        f"WHERE m.rid > ? AND {where} ORDER BY m.rid LIMIT ?",
+        [after_rid, *params, limit],
+    ).fetchall()
+    page = [
+        PortableMemory(
+            id=r[1], memory=r[7], hash=r[8], user_id=none(r[2]), agent_id=none(r[3]), run_id=none(r[4]),
+            role=r[6], actor_id=none(r[5]), metadata=json.loads(r[9]), created_at=r[10], updated_at=r[11],
+            timestamp=r[12], expires_at=r[13], version_of=r[14], valid_until=r[15], conversational=r[6] is not None,
+            prev_id=r[16], rid=r[0],
+        )
+        for r in rows
+    ]  # fmt: skip
+    carriers = _carriers(conn, page)
+    if carriers:
+        found = _select_in(
+            conn,
+            "SELECT ms.memory_id, s.role, s.name, s.content, s.timestamp FROM memory_sources ms "
+            "JOIN sources s ON s.sid = ms.sid WHERE ms.memory_id IN ({marks}) ORDER BY ms.memory_id, s.sid",
+            carriers,
+        )
+        for memory_id, role, name, content, timestamp in found:
+            carriers[memory_id].sources.append(SourceMessage(role, name, content, timestamp))
+    return page
+
+
+def _carriers(conn: sqlite3.Connection, page: list[PortableMemory]) -> dict[str, PortableMemory]:
+    """Memory id -> the row of this page that carries the memory's sources.
+
+    Sources belong to a memory id, not a row: the current row carries them, or, for a memory that
+    reconciliation invalidated (only past versions remain), its newest past version.
+    """
+    out = {m.id: m for m in page if m.version_of is None}
+    orphans = {m.version_of for m in page if m.version_of is not None and m.version_of not in out}
+    if not orphans:
+        return out
+    live = {r[0] for r in _select_in(conn, "SELECT id FROM memories WHERE id IN ({marks})", orphans)}
+    newest = dict(
+        _select_in(
+            conn,
+            "SELECT version_of, max(rid) FROM memories WHERE version_of IN ({marks}) GROUP BY version_of",
+            orphans - live,
+        )
+    )
+    for m in page:
+        if m.version_of is not None and newest.get(m.version_of) == m.rid:
+            out[m.version_of] = m
+    return out
+
+
+def history_page(
+    conn: sqlite3.Connection, scope: Scope | None, after: tuple[str, int] | None, limit: int
+) -> list[PortableEvent]:
+    """Up to ``limit`` history events of ``scope`` after ``(memory_id, seq)``, by memory id then age."""
+    where, params = scope_sql(scope, alias="h") if scope is not None else ("1", [])
+    if after is not None:
+        where += " AND (h.memory_id, h.id) > (?, ?)"
+        params = [*params, *after]
+    rows = conn.execute(
+        "SELECT h.id, h.memory_id, h.event, h.old_memory, h.new_memory, h.created_at, "
+        "COALESCE(h.effective_at, h.created_at), h.user_id, h.agent_id, h.run_id, h.redacted "
+        f"FROM history h WHERE {where} ORDER BY h.memory_id, h.id LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    return [
+        PortableEvent(memory_id=r[1], event=r[2], old_memory=r[3], new_memory=r[4], created_at=r[5],
+                      effective_at=r[6], user_id=none(r[7]), agent_id=none(r[8]), run_id=none(r[9]),
+                      redacted=bool(r[10]), seq=r[0])
+        for r in rows
+    ]  # fmt: skip
+
+
+def _scope(m: PortableMemory | PortableEvent) -> tuple[str, str, str]:
+    return (m.user_id or "", m.agent_id or "", m.run_id or "")
+
+
+class Importer:
+    """Writes validated, embedded records into the store inside the caller's transaction.
+
+    First every conflict is found (an id the store already knows, as a row, a past version's
+    memory or a history entry; a current memory whose text duplicates a current memory of the
+    same scope and speaker, in the store or earlier in the import). With ``on_conflict="error"``
+    the first one raises before anything is written; with ``"skip"`` the conflicting memory is
+    left out whole: all its rows and its history. Then rows, provenance and history are written
+    in input order, so the store keeps their relative order.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, now_iso: str, on_conflict: Literal["error", "skip"]) -> None:
+        self.conn = conn
+        self.now = now_iso
+        self.on_conflict = on_conflict
+        self._rids: dict[str, int] = {}
+        self._sids: dict[tuple[Any, ...], int] = {}
+
+    def run(self, memories: Sequence[PortableMemory], events: Sequence[PortableEvent]) -> ImportOutcome:
+        """Import everything not skipped; returns the counts."""
+        skip = self._conflicts(memories, events)
+        kept = [m for m in memories if m.memory_id not in skip]
+        pending = {m.id for m in kept}
+        late: list[tuple[str, str]] = []
+        for m in kept:
+            pending.discard(m.id)
+            if m.prev_id is not None and m.prev_id in pending:
+                late.append((m.id, m.prev_id))  # follows a row stored after it (rare: reused row ids)
+            self._rids[m.id] = self._insert(m, self._prev_rid(m.prev_id, pending))
+            self._link(m)
+        for mid, prev_id in late:
+            self.conn.execute("UPDATE memories SET prev_rid = ? WHERE rid = ?", (self._rids[prev_id], self._rids[mid]))
+        written = [e for e in events if e.memory_id not in skip]
+        self.conn.executemany(
+            "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, effective_at, user_id, "
+            "agent_id, run_id, redacted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(e.memory_id, e.event, e.old_memory, e.new_memory, e.created_at, e.effective_at, *_scope(e),
+              int(e.redacted)) for e in written],
+        )  # fmt: skip
+        skipped = sum(m.memory_id in skip for m in memories)
+        skipped += len(skip - {m.memory_id for m in memories})  # deleted memories: history only
+        return ImportOutcome(imported=len(kept), skipped=skipped, history=len(written))
+
+    def _conflicts(self, memories: Sequence[PortableMemory], events: Sequence[PortableEvent]) -> set[str]:
+        """The memory ids to skip (raises MemoryConflict on the first one when not skipping)."""
+        keys = {m.memory_id for m in memories} | {e.memory_id for e in events}
+        row_ids = {m.id for m in memories} | keys
+        known = {r[0] for r in _select_in(self.conn, "SELECT id FROM memories WHERE id IN ({marks})", row_ids)}
+        known |= {
+            r[0]
+            for r in _select_in(
+                self.conn, "SELECT DISTINCT version_of FROM memories WHERE version_of IN ({marks})", keys
+            )
+        }
+        known |= {r[0] for r in _select_in(
+            self.conn, "SELECT DISTINCT memory_id FROM history WHERE memory_id IN ({marks})", keys)}  # fmt: skip
+        skip: set[str] = set()
+        taken: dict[tuple[str, ...], str] = {}
+        for m in memories:
+            if m.memory_id in skip:
+                continue
+            if m.id in known or m.memory_id in known:
+                self._conflict(skip, m.memory_id, f"memory {m.memory_id!r} already exists in this store")
+                continue
+            if m.version_of is not None:
+                continue
+            key = (*_scope(m), m.actor_id or "", m.hash)
+            clash = live_duplicate(self.conn, key)
+            other = clash[0] if clash is not None else taken.get(key)
+            if other is not None:
+                self._conflict(skip, m.id, f"memory {m.id!r} duplicates the text of memory {other!r} in its scope")
+                continue
+            taken[key] = m.id
+        for e in events:
+            if e.memory_id in known and e.memory_id not in skip:
+                self._conflict(skip, e.memory_id, f"memory {e.memory_id!r} already has history in this store")
+        return skip
+
+    def _conflict(self, skip: set[str], memory_id: str, problem: str) -> None:
+        if self.on_conflict == "error":
+            raise MemoryConflict(f"{problem}; nothing was imported (on_conflict='skip' leaves such memories out)")
+        skip.add(memory_id)
+
+    def _prev_rid(self, prev_id: str | None, pending: set[str]) -> int | None:
+        """The row id of the message ``prev_id``: imported already, or already in the store."""
+        if prev_id is None or prev_id in pending:
+            return None
+        if prev_id in self._rids:
+            return self._rids[prev_id]
+        row = self.conn.execute("SELECT rid FROM memories WHERE id = ?", (prev_id,)).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def _insert(self, m: PortableMemory, prev_rid: int | None) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, "
+            "hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding, version_of, "
+            "valid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (m.id, *_scope(m), m.actor_id or "", m.role, m.memory, m.search_text, len(m.search_text.split()), m.hash,
+             json.dumps(m.metadata, ensure_ascii=False), m.created_at, m.updated_at, m.timestamp, m.expires_at,
+             prev_rid, m.embedding.astype("<f4").tobytes(), m.version_of, m.valid_until),
+        )  # fmt: skip
+        return int(cur.lastrowid or 0)
+
+    def _link(self, m: PortableMemory) -> None:
+        """Store the memory's source messages and link them to it, in order.
+
+        Facts extracted from one exchange share its messages: a message already stored by this
+        import is linked again rather than copied, when that keeps the memory's sources in order.
+        """
+        last = 0
+        for s in m.sources:
+            key = (*_scope(m), s.role, s.name, s.content, s.timestamp)
+            sid = self._sids.get(key, 0)
+            if sid <= last:
+                cur = self.conn.execute(
+                    "INSERT INTO sources (user_id, agent_id, run_id, role, name, content, timestamp, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*key, self.now),
+                )
+                sid = self._sids[key] = int(cur.lastrowid or 0)
+            self.conn.execute("INSERT OR IGNORE INTO memory_sources (memory_id, sid) VALUES (?, ?)", (m.memory_id, sid))
+            last = sid

@@ -1,0 +1,210 @@
+"""The store contract's export and import tests (``Store.export_page``, ``history_page``, ``import_records``).
+
+Part of :class:`memlane.testing.StoreContract`: kept in its own module only to keep modules small.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+from datetime import timedelta
+from typing import Any
+
+from memlane.core.filters import to_iso
+from memlane.core.records import FactPlan, FactWrite, PortableEvent, PortableMemory, SourceMessage
+from memlane.core.text import analyse, content_hash, index_text, query_terms
+from memlane.errors import MemoryConflict
+from memlane.testing._contract_base import ALICE, T0, ContractHelpers, StoreFactory, StoreUnderTest, raises
+from memlane.types import Scope
+
+__all__ = ["ExportContract"]
+
+_LATER = T0 + timedelta(days=30)
+_BOB = Scope(user_id="bob")
+
+
+def _plain(m: PortableMemory) -> dict[str, Any]:
+    """A row's portable fields (no store-local row id, no embedder-specific vector or analysed text)."""
+    skip = {"rid", "embedding", "search_text"}
+    return {f.name: getattr(m, f.name) for f in dataclasses.fields(m) if f.name not in skip}
+
+
+def _event(e: PortableEvent) -> PortableEvent:
+    return dataclasses.replace(e, seq=0)
+
+
+class ExportContract(ContractHelpers):
+    """Export pages and import of every kind of row: conversation links, versions, sources, history."""
+
+    def build(self, store: StoreUnderTest) -> dict[str, str]:
+        """A store with every kind of row and history; returns the ids by name."""
+        turns = self.add(store, "where did you hike?", "up Ben Nevis", "how was it?", conversational=True)
+        ids = dict(zip(["q", "a", "q2"], turns, strict=True))
+        ids["note"] = self.add(store, "a note with metadata", metadata={"k": [1, "ü"]}, actor_id="Bo")[0]
+        ids["gone"] = self.add(store, "the wifi password is hunter2")[0]
+        ids["secret"] = self.add(store, "my passport number is X123")[0]
+        ids["soon"] = self.add(store, "parking spot 12", expires_at=T0 + timedelta(hours=1))[0]
+        ids["bob"] = self.add(store, "bob's own note", user_id="bob", agent_id="bot")[0]
+        msgs = [SourceMessage("user", "Al", "I live in Berlin and like jazz", to_iso(T0))]
+        plan = FactPlan(msgs, [FactWrite("ADD", self.fact("Lives in Berlin"), (0,)),
+                               FactWrite("ADD", self.fact("Likes jazz"), (0,))])  # fmt: skip
+        berlin, jazz = store.apply_facts(plan, T0)
+        ids["berlin"], ids["jazz"] = berlin.id, jazz.id
+        later = [SourceMessage("user", None, "Moved to Oslo, and no more jazz", to_iso(_LATER))]
+        store.apply_facts(
+            FactPlan(later, [
+                FactWrite("UPDATE", self.fact("Lives in Oslo", when=_LATER), (0,), berlin.id,
+                          content_hash("Lives in Berlin")),
+                FactWrite("DELETE", self.fact("No jazz", when=_LATER), (0,), jazz.id, content_hash("Likes jazz")),
+            ]),
+            _LATER,
+        )  # fmt: skip
+        store.delete(ids["gone"], purge=False, now=_LATER)
+        self.edit(store, ids["secret"], "my passport number is Y456", now=_LATER)
+        store.delete(ids["secret"], purge=True, now=_LATER)
+        return ids
+
+    def export(
+        self, store: StoreUnderTest, scope: Scope | None = None, page: int = 2
+    ) -> tuple[builtins.list[PortableMemory], builtins.list[PortableEvent]]:
+        """Every row and event of ``scope``, read in small pages."""
+        rows: builtins.list[PortableMemory] = []
+        while batch := store.export_page(scope, rows[-1].rid if rows else 0, page):
+            assert len(batch) <= page
+            rows += batch
+        events: builtins.list[PortableEvent] = []
+        while batch_e := store.history_page(scope, (events[-1].memory_id, events[-1].seq) if events else None, page):
+            events += batch_e
+        return rows, events
+
+    def importable(self, rows: builtins.list[PortableMemory]) -> builtins.list[PortableMemory]:
+        """Copies of exported rows, embedded and analysed the way ``Memory.import_records`` does."""
+        out = []
+        for m in rows:
+            text = index_text(m.memory, m.actor_id)
+            out.append(dataclasses.replace(m, rid=0, search_text=analyse(text), embedding=self.vec(text)))
+        return out
+
+    def test_export_pages_every_row_with_links_versions_and_sources(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        ids = self.build(store)
+        rows, events = self.export(store)
+        assert [m.rid for m in rows] == sorted({m.rid for m in rows})
+        by_id = {m.id: m for m in rows}
+        live = {m.id for m in rows if m.version_of is None}
+        assert live == {ids[k] for k in ("q", "a", "q2", "note", "soon", "bob", "berlin")}
+        q, a, q2 = (by_id[ids[k]] for k in ("q", "a", "q2"))
+        assert (q.prev_id, a.prev_id, q2.prev_id) == (None, q.id, a.id)
+        assert q.conversational and q.role == "user" and not by_id[ids["berlin"]].conversational
+        note = by_id[ids["note"]]
+        assert (note.metadata, note.actor_id, note.hash) == ({"k": [1, "ü"]}, "Bo", content_hash(note.memory))
+        assert by_id[ids["soon"]].expires_at == to_iso(T0 + timedelta(hours=1))
+        versions = {m.version_of: m for m in rows if m.version_of is not None}
+        assert set(versions) == {ids["berlin"], ids["jazz"]}
+        berlin_then = versions[ids["berlin"]]
+        assert (berlin_then.memory, berlin_then.valid_until) == ("Lives in Berlin", to_iso(_LATER))
+        # Sources travel once per memory: on the current row, else on the newest past version.
+        assert [s.content for s in by_id[ids["berlin"]].sources] == [
+            "I live in Berlin and like jazz",
+            "Moved to Oslo, and no more jazz",
+        ]
+        assert versions[ids["berlin"]].sources == []
+        assert [s.content for s in versions[ids["jazz"]].sources] == [
+            "I live in Berlin and like jazz",
+            "Moved to Oslo, and no more jazz",
+        ]
+        grouped: dict[str, builtins.list[PortableEvent]] = {}
+        for e in events:
+            grouped.setdefault(e.memory_id, []).append(e)
+        assert [e.memory_id for e in events] == sorted(e.memory_id for e in events)  # each memory's events together
+        assert [e.event for e in grouped[ids["gone"]]] == ["ADD", "DELETE"]  # deleted memories keep their history
+        assert all(e.redacted and e.old_memory is None and e.new_memory is None for e in grouped[ids["secret"]])
+        assert [(e.event, e.effective_at) for e in grouped[ids["berlin"]]] == [
+            ("ADD", to_iso(T0)),
+            ("UPDATE", to_iso(_LATER)),
+        ]
+        for mid, group in grouped.items():  # the events are the history, every field
+            history = [{k: v for k, v in e.items() if k != "id"} for e in store.history(mid)]
+            assert [{k: v for k, v in dataclasses.asdict(e).items() if k != "seq"} for e in group] == history
+            assert [e.seq for e in group] == [e["id"] for e in store.history(mid)]
+
+    def test_scoped_export_covers_only_the_scope(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        ids = self.build(store)
+        rows, events = self.export(store, _BOB)
+        assert [m.id for m in rows] == [ids["bob"]] and {e.memory_id for e in events} == {ids["bob"]}
+        rows, events = self.export(store, Scope(user_id="alice", agent_id="bot"))
+        assert rows == [] and events == []
+        everything, _ = self.export(store, None)
+        rows, _ = self.export(store, ALICE)
+        assert len(rows) == len(everything) - 1
+
+    def test_import_round_trips_everything(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        ids = self.build(store)
+        rows, events = self.export(store, None, page=500)
+        store.reset()
+        store = self.opened(store_factory)
+        outcome = store.import_records(self.importable(rows), events, on_conflict="error", now=_LATER)
+        assert tuple(outcome) == (len(rows), 0, len(events))
+        again, events_again = self.export(store, None, page=3)
+        assert [_plain(m) for m in again] == [_plain(m) for m in rows]
+        assert [_event(e) for e in events_again] == [_event(e) for e in events]
+        berlin = store.get(ids["berlin"])
+        assert berlin is not None and berlin.memory == "Lives in Oslo" and store.get(ids["jazz"]) is None
+        assert len(store.sources(ids["berlin"])) == 2 and len(store.sources(ids["jazz"])) == 2
+        # The rows are searchable: keyword index, vectors, past versions by as_of, conversation links.
+        assert self.keyword_ids(store, "Ben Nevis") == [ids["a"]]
+        assert self.dense_ids(store, "Lives in Oslo", k=1) == [ids["berlin"]]
+        past = store.keyword(ALICE, None, query_terms("Berlin"), 10, _LATER, T0 + timedelta(days=1))
+        assert [m.memory for m in store.fetch(past).values()] == ["Lives in Berlin"]
+        rid = self.rids(store)
+        assert store.followers([rid[ids["q"]]], ALICE, None, T0) == [rid[ids["a"]]]
+        assert store.term_stats([])[0] == len(rows)
+
+    def test_import_conflicts_raise_or_skip_and_write_nothing(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        ids = self.build(store)
+        rows, events = self.export(store, None, page=500)
+        docs = store.term_stats([])[0]
+        with raises(MemoryConflict):
+            store.import_records(self.importable(rows), events, on_conflict="error", now=_LATER)
+        assert store.term_stats([])[0] == docs and self.export(store, None, page=500)[1] == events
+        # Skipping: every memory is known already (rows, versions, or history only), nothing is written.
+        outcome = store.import_records(self.importable(rows), events, on_conflict="skip", now=_LATER)
+        memory_ids = {m.memory_id for m in rows} | {e.memory_id for e in events}
+        n_rows_skipped = len(rows) + len(memory_ids - {m.memory_id for m in rows})
+        assert tuple(outcome) == (0, n_rows_skipped, 0)
+        assert self.export(store, None, page=500) == (rows, events)
+        # A new id whose text duplicates a current memory of the same scope and speaker conflicts too.
+        twin = dataclasses.replace(self.importable([r for r in rows if r.id == ids["note"]])[0], id="twin-of-note")
+        text = "brand new"
+        fresh = self.importable([dataclasses.replace(twin, id="fresh", memory=text, hash=content_hash(text))])
+        with raises(MemoryConflict):
+            store.import_records([*fresh, twin], [], on_conflict="error", now=_LATER)
+        assert store.get("fresh") is None
+        assert tuple(store.import_records([*fresh, twin], [], on_conflict="skip", now=_LATER)) == (1, 1, 0)
+        assert store.get("fresh") is not None and store.get("twin-of-note") is None
+        # ... and so does a duplicate within the import itself.
+        pair = [dataclasses.replace(fresh[0], id=f"dup-{i}", user_id="carol") for i in range(2)]
+        assert tuple(store.import_records(pair, [], on_conflict="skip", now=_LATER)) == (1, 1, 0)
+
+    def test_import_links_follow_the_rows(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        turns = self.importable(
+            [PortableMemory(id=f"t{i}", memory=f"turn number {i}", hash=content_hash(f"turn number {i}"),
+                            user_id="alice", agent_id=None, run_id=None, role="user", actor_id=None, metadata={},
+                            created_at=to_iso(T0), updated_at=to_iso(T0), timestamp=to_iso(T0), expires_at=None,
+                            conversational=True, prev_id=f"t{i - 1}" if i else None)
+             for i in range(3)]
+        )  # fmt: skip
+        turns[0].prev_id = "t2"  # a link to a row stored after it, and one to a row of the store
+        store.import_records(turns[1:], [], on_conflict="error", now=T0)
+        store.import_records(turns[:1], [], on_conflict="error", now=T0)
+        rows = {m.id: m for m in self.export(store)[0]}
+        assert (rows["t0"].prev_id, rows["t1"].prev_id, rows["t2"].prev_id) == ("t2", None, "t1")
+        later = [dataclasses.replace(t, id=f"u{i}", prev_id=f"u{(i + 1) % 2}") for i, t in enumerate(turns[:2])]
+        later = [dataclasses.replace(t, memory=f"later {t.id}", hash=content_hash(f"later {t.id}")) for t in later]
+        store.import_records(later, [], on_conflict="error", now=T0)
+        rows = {m.id: m for m in self.export(store)[0]}
+        assert (rows["u0"].prev_id, rows["u1"].prev_id) == ("u1", "u0")

@@ -1,0 +1,112 @@
+"""Export and import of a whole store or one scope, as portable records (:mod:`memlane.core.portable`).
+
+``Memory.export_records`` and ``Memory.import_records`` are thin shells over these two functions.
+Export streams: the store hands over a page at a time (by row id, then history by memory id), so
+the memory in use does not grow with the store. Import validates every record first, embeds the
+texts in batches outside any transaction, and then writes everything in one store transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from memlane.core.filters import to_iso
+from memlane.core.portable import header_record, history_record, memory_record, parse_records
+from memlane.core.records import PortableEvent
+from memlane.core.text import analyse, index_text
+from memlane.errors import InvalidRequest, ProviderError
+from memlane.protocols import Embedder, Store
+from memlane.types import Scope
+
+__all__ = ["EMBED_BATCH", "PAGE", "export_records", "import_records"]
+
+PAGE = 500
+EMBED_BATCH = 256
+
+
+def export_records(
+    open_store: Callable[[], Store], embedder: Embedder, scope: Scope | None, now: datetime
+) -> Iterator[dict[str, Any]]:
+    """The header, every memory row of ``scope`` (all when None) by row id, then each memory's history.
+
+    ``open_store`` runs on the first ``next()``, so building the iterator does no I/O.
+    """
+    store = open_store()
+    yield header_record(embedder.model_id, embedder.dimension, to_iso(now))
+    after_rid = 0
+    while True:
+        page = store.export_page(scope, after_rid, PAGE)
+        for row in page:
+            yield memory_record(row)
+        if len(page) < PAGE:
+            break
+        after_rid = page[-1].rid
+    yield from _history(store, scope)
+
+
+def _history(store: Store, scope: Scope | None) -> Iterator[dict[str, Any]]:
+    """One record per memory id, gathered from pages that may split a memory's events."""
+    group: list[PortableEvent] = []
+    after: tuple[str, int] | None = None
+    while True:
+        page = store.history_page(scope, after, PAGE)
+        for event in page:
+            if group and group[0].memory_id != event.memory_id:
+                yield history_record(group[0].memory_id, group)
+                group = []
+            group.append(event)
+        if len(page) < PAGE:
+            break
+        after = (page[-1].memory_id, page[-1].seq)
+    if group:
+        yield history_record(group[0].memory_id, group)
+
+
+def import_records(
+    store: Store,
+    embedder: Embedder,
+    records: Iterable[Mapping[str, Any]],
+    *,
+    on_conflict: str,
+    progress: Callable[[int], None] | None,
+    now: datetime,
+) -> dict[str, int]:
+    """Validate, embed (in batches, reporting progress) and write the records in one transaction.
+
+    Raises:
+        InvalidRequest: a bad record (named by number) or argument; nothing was written.
+        MemoryConflict: an id or text already in the store, with ``on_conflict="error"``.
+        ProviderError: the embedder failed; nothing was written.
+        StoreError: the write failed; nothing was written.
+    """
+    mode = _conflict_mode(on_conflict)
+    if progress is not None and not callable(progress):
+        raise InvalidRequest(f"progress must be a callable taking the count of memories embedded, got {progress!r}")
+    memories, events, _ = parse_records(records)
+    texts = [index_text(m.memory, m.actor_id) for m in memories]
+    for start in range(0, len(texts), EMBED_BATCH):
+        batch = texts[start : start + EMBED_BATCH]
+        vectors = embedder.embed(batch, kind="document")
+        if vectors.shape != (len(batch), embedder.dimension):
+            raise ProviderError(
+                f"{embedder.model_id} returned vectors of shape {vectors.shape} for {len(batch)} texts "
+                f"of dimension {embedder.dimension}; nothing was imported",
+                provider=embedder.model_id,
+            )
+        for i, text in enumerate(batch):
+            row = memories[start + i]
+            row.embedding, row.search_text = vectors[i], analyse(text)
+        if progress is not None:
+            progress(start + len(batch))
+    outcome = store.import_records(memories, events, on_conflict=mode, now=now)
+    return {"imported": outcome.imported, "skipped": outcome.skipped, "history": outcome.history}
+
+
+def _conflict_mode(value: object) -> Literal["error", "skip"]:
+    if value == "error":
+        return "error"
+    if value == "skip":
+        return "skip"
+    raise InvalidRequest(f"on_conflict must be 'error' or 'skip', got {value!r}")

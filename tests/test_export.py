@@ -1,0 +1,363 @@
+"""``Memory.export_records`` / ``import_records``: a lossless round trip between stores and embedders,
+scoped exports, conflicts, validation by record number, all-or-nothing writes, the async twins."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memlane import AsyncMemory, InvalidRequest, Memory, MemoryConflict, ProviderError, StoreError, transfer
+from memlane.core.portable import decode_lines, encode_line
+from memlane.protocols import EmbedKind, Vectors
+from memlane.testing import FakeLLM, FrozenClock, HashEmbedder
+
+T0 = datetime(2026, 5, 12, 9, 30, tzinfo=UTC)
+CONFIG: dict[str, Any] = {"extraction": {"related_threshold": -1.0}}
+CHAT = [
+    {"role": "user", "content": "Hi! I just got back from hiking Ben Nevis.", "name": "Caroline"},
+    {"role": "assistant", "content": "How was the weather up there?"},
+    {"role": "user", "content": "Foggy, but the view at the top was worth it.", "name": "Caroline"},
+]
+QUERIES = ["Ben Nevis hike", "what did Caroline say?", "weather on the mountain", "where does the user live?", "chess", "parking"]
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(T0)
+
+
+@pytest.fixture
+def source(tmp_path: Path, clock: FrozenClock) -> Iterator[Memory]:
+    """A store holding every kind of row and history (see ``_fill``)."""
+    llm = FakeLLM()
+    with Memory(tmp_path / "source.db", embedder=HashEmbedder(), llm=llm, clock=clock, config=CONFIG) as m:
+        _fill(m, llm, clock)
+        yield m
+
+
+def _fill(m: Memory, llm: FakeLLM, clock: FrozenClock) -> None:
+    m.add(CHAT, user_id="alice", infer=False, timestamp="2026-05-10T18:00:00+02:00", metadata={"topic": "hiking"})
+    m.add("my locker code is 4471", user_id="alice", run_id="gym", infer=False, ttl=3600)
+    note = m.add("I prefer window seats", user_id="alice", agent_id="travel", infer=False)["results"][0]["id"]
+    m.add("I keep bees", user_id="bob", infer=False, metadata={"n": [1, 2.5], "ok": True})
+    gone = m.add("the wifi password is hunter2", user_id="bob", infer=False)["results"][0]["id"]
+    secret = m.add("my passport number is X123", user_id="bob", infer=False)["results"][0]["id"]
+    llm.queue(FakeLLM.facts("The user lives in Berlin.", sources=[1, 2]))
+    coach: dict[str, Any] = {"user_id": "alice", "agent_id": "coach"}
+    berlin = m.add("I live in Berlin, near the park.", **coach, timestamp="2025-11-02T10:00:00Z")
+    llm.queue(FakeLLM.facts("The user plays chess on Sundays."))
+    m.add("Sunday is chess day.", user_id="alice", agent_id="chess", timestamp="2025-12-01T10:00:00Z")
+    clock.advance(days=30)
+    llm.queue(
+        FakeLLM.facts("The user moved to Oslo."),
+        FakeLLM.decisions(("f1", "UPDATE", "m1", "The user moved from Berlin to Oslo in May 2026.")),
+    )
+    m.add("We moved to Oslo this month!", **coach, timestamp="2026-05-20T08:00:00Z")
+    llm.queue(FakeLLM.facts("The user quit chess."), FakeLLM.decisions(("f1", "DELETE", "m1")))
+    m.add("No more chess for me.", user_id="alice", agent_id="chess", timestamp="2026-05-21T08:00:00Z")
+    m.update(note, "I prefer aisle seats", metadata={"changed": True})
+    m.delete(gone)
+    m.delete(secret, purge=True)
+    assert berlin["results"][0]["event"] == "ADD" and llm.pending == 0
+    clock.advance(hours=2)  # the locker code has expired by now
+
+
+def _fresh(tmp_path: Path, clock: FrozenClock, name: str = "target.db", **kwargs: Any) -> Memory:
+    kwargs.setdefault("embedder", HashEmbedder())
+    return Memory(tmp_path / name, clock=clock, **kwargs)
+
+
+def _without_id(events: list[Any]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in e.items() if k != "id"} for e in events]
+
+
+def _answers(m: Memory, ids: Sequence[str]) -> dict[str, Any]:
+    """What the public API answers about a store: the round trip must not change any of it."""
+    out: dict[str, Any] = {}
+    for user in ("alice", "bob"):
+        out[f"get_all {user}"] = m.get_all(user_id=user, limit=1000)
+        for q in QUERIES:
+            out[f"search {user} {q}"] = m.search(q, user_id=user, explain=True)
+            out[f"as_of {user} {q}"] = m.search(q, user_id=user, as_of="2026-01-01T00:00:00Z")
+    for mid in ids:
+        out[f"history {mid}"] = _without_id(m.history(mid))
+        try:
+            out[f"get {mid}"] = m.get(mid, include_sources=True)
+        except LookupError:
+            out[f"get {mid}"] = "not found"
+    return out
+
+
+def _memory_ids(records: list[dict[str, Any]]) -> list[str]:
+    ids = [r.get("version_of") or r["id"] for r in records if r["type"] == "memory"]
+    return sorted({*ids, *(r["memory_id"] for r in records if r["type"] == "history")})
+
+
+# -- the round trip ------------------------------------------------------------------------------
+
+
+def test_round_trip_is_lossless(source: Memory, tmp_path: Path, clock: FrozenClock) -> None:
+    records = list(source.export_records())
+    header, body = records[0], records[1:]
+    assert header == {"type": "memlane-export", "format": 1, "embedder": "hash-embedder-v1", "dimension": 64,
+                      "exported_at": "2026-06-11T11:30:00.000000+00:00"}  # fmt: skip
+    kinds = [r["type"] for r in body]
+    assert kinds == sorted(kinds, key=lambda k: k != "memory")  # memories first, then history
+    memories = [r for r in body if r["type"] == "memory"]
+    assert all("embedding" not in r and "search_text" not in r for r in memories)
+    assert sum(r["version_of"] is not None for r in memories) == 2  # Berlin's old text, the chess fact
+    assert any(r["memory"] == "my locker code is 4471" for r in memories)  # expired, still exported
+    texts = {r["id"]: r["memory"] for r in memories}
+    chat = [texts.get(r["prev_id"]) for r in memories if r["role"] is not None][:3]
+    assert chat == [None, CHAT[0]["content"], CHAT[1]["content"]]  # each message follows the one before
+    with _fresh(tmp_path, clock) as target:
+        progress: list[int] = []
+        counts = target.import_records(records, progress=progress.append)
+        n_events = sum(len(r["events"]) for r in body if r["type"] == "history")
+        assert counts == {"imported": len(memories), "skipped": 0, "history": n_events}
+        assert progress == [len(memories)]
+        assert list(target.export_records()) == records  # same clock: even exported_at agrees
+        ids = _memory_ids(records)
+        assert _answers(target, ids) == _answers(source, ids)
+
+
+def test_round_trip_through_a_jsonl_file_and_small_pages(
+    source: Memory, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = list(source.export_records())
+    monkeypatch.setattr(transfer, "PAGE", 2)  # every page boundary: rows, and history split mid-memory
+    monkeypatch.setattr(transfer, "EMBED_BATCH", 4)
+    assert list(source.export_records()) == expected
+    path = tmp_path / "export.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for record in source.export_records():
+            f.write(encode_line(record) + "\n")
+    with _fresh(tmp_path, clock) as target, path.open(encoding="utf-8") as f:
+        progress: list[int] = []
+        target.import_records(decode_lines(f), progress=progress.append)
+        n = sum(r["type"] == "memory" for r in expected)
+        assert progress == [*range(4, n, 4), n]
+        assert list(target.export_records()) == expected
+
+
+def test_export_holds_no_transaction_between_pages(source: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transfer, "PAGE", 2)
+    records = source.export_records()
+    first = [next(records) for _ in range(3)]
+    source.add("written while exporting", user_id="carol", infer=False)  # a write needs no open read
+    rest = list(records)
+    assert first[0]["type"] == "memlane-export" and len(rest) > 10
+    assert any(r.get("memory") == "written while exporting" for r in rest)  # later pages see it
+
+
+def test_import_into_another_embedder_re_embeds(source: Memory, tmp_path: Path, clock: FrozenClock) -> None:
+    records = list(source.export_records())
+    small = HashEmbedder(dimension=32, model_id="hash-32")
+    with _fresh(tmp_path, clock, embedder=small) as target:
+        target.import_records(records)
+        assert small.calls == 1
+        again = list(target.export_records())
+        assert again[0]["embedder"] == "hash-32" and again[0]["dimension"] == 32
+        assert again[1:] == records[1:]
+        hit = target.search("Ben Nevis hike", user_id="alice")["results"][0]
+        assert hit["memory"] == CHAT[0]["content"]
+        then = target.search("where does the user live? Berlin", agent_id="coach", as_of="2026-01-01T00:00:00Z")
+        assert [h["memory"] for h in then["results"]] == ["The user lives in Berlin."]
+
+
+def test_scoped_export_contains_only_the_scope(source: Memory) -> None:
+    for scope in ({"user_id": "bob"}, {"user_id": "alice", "agent_id": "coach"}, {"run_id": "gym"}):
+        records = list(source.export_records(**scope))
+        body = records[1:]
+        assert body, scope
+        for r in body:
+            rows = r["events"] if r["type"] == "history" else [r]
+            assert all(row[k] == v for row in rows for k, v in scope.items()), (scope, r)
+    bob = list(source.export_records(user_id="bob"))
+    assert {r["memory"] for r in bob if r["type"] == "memory"} == {"I keep bees"}
+    deleted = [r for r in bob if r["type"] == "history" and r["events"][-1]["event"] == "DELETE"]
+    assert len(deleted) == 2  # deleted memories keep their history, the purged one redacted
+    assert any(all(e["redacted"] and e["old_memory"] is None for e in r["events"]) for r in deleted)
+    assert list(source.export_records(user_id="nobody"))[1:] == []
+    with pytest.raises(InvalidRequest, match="user_id"):
+        source.export_records(user_id="")
+
+
+# -- conflicts and validation ---------------------------------------------------------------------
+
+
+def test_conflicts_refuse_or_skip(source: Memory, tmp_path: Path, clock: FrozenClock) -> None:
+    records = list(source.export_records())
+    with _fresh(tmp_path, clock) as target:
+        target.import_records(records)
+        target.add("a memory of its own", user_id="dana", infer=False)
+        before = list(target.export_records())
+        with pytest.raises(MemoryConflict, match="already exists in this store"):
+            target.import_records(records)
+        counts = target.import_records(records, on_conflict="skip")
+        # Every row is skipped, and so is every deleted memory (it has history only).
+        rows = [r for r in records if r["type"] == "memory"]
+        history_only = set(_memory_ids(records)) - {r["version_of"] or r["id"] for r in rows}
+        assert counts == {"imported": 0, "skipped": len(rows) + len(history_only), "history": 0}
+        assert len(history_only) == 2
+        assert list(target.export_records()) == before
+    twin = {**next(r for r in records if r.get("memory") == "I keep bees"), "id": "another-id"}
+    new = {**twin, "id": "new-id", "memory": "I keep wasps", "hash": None}
+    with _fresh(tmp_path, clock, "other.db") as target:
+        target.add("I keep bees", user_id="bob", infer=False)
+        with pytest.raises(MemoryConflict, match="another-id"):
+            target.import_records([new, twin])
+        assert target.import_records([new, twin], on_conflict="skip") == {"imported": 1, "skipped": 1, "history": 0}
+        assert [h["memory"] for h in target.get_all(user_id="bob")["results"]] == ["I keep bees", "I keep wasps"]
+        with pytest.raises(InvalidRequest, match="on_conflict"):
+            target.import_records([], on_conflict="overwrite")
+
+
+BAD: list[tuple[str, Any, str]] = [
+    ("timestamp", "yesterday", "record 3: timestamp must be an ISO-8601 time"),
+    ("created_at", None, "record 3: created_at must be an ISO-8601 time"),
+    ("metadata", {"v": float("nan")}, "record 3: metadata must be JSON"),
+    ("user_id", 42, "record 3: user_id must be a string"),
+    ("hash", "0" * 64, "record 3: hash does not match"),
+    ("conversational", "yes", "record 3: conversational must be true or false"),
+    ("valid_until", "2026-01-01T00:00:00Z", "record 3: valid_until and version_of go together"),
+    ("sources", [{"role": "user", "content": "x"}], "record 3: sources\\[0\\]: timestamp must be"),
+    ("colour", "red", "record 3: unknown field"),
+    ("type", "memories", "record 3: type must be"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), BAD, ids=[b[0] for b in BAD])
+def test_a_bad_record_imports_nothing_and_is_named(
+    source: Memory, tmp_path: Path, clock: FrozenClock, field: str, value: Any, message: str
+) -> None:
+    records = list(source.export_records())
+    records[2] = {**records[2], field: value}
+    with _fresh(tmp_path, clock) as target:
+        with pytest.raises(InvalidRequest, match=message):
+            target.import_records(records)
+        assert list(target.export_records())[1:] == []
+
+
+def test_header_and_history_validation(source: Memory, tmp_path: Path, clock: FrozenClock) -> None:
+    records = list(source.export_records())
+    history = next(i for i, r in enumerate(records) if r["type"] == "history" and r["events"][0]["new_memory"])
+    event = records[history]["events"][0]
+    cases: list[tuple[list[Any], str]] = [
+        ([{**records[0], "format": 2}, *records[1:]], "record 1: format is 2"),
+        ([*records[1:3], records[0]], "record 3: the memlane-export header may only be the first record"),
+        ([records[1], records[1]], "record 2: id .* already came in record 1"),
+        ([{**records[history], "events": [{**event, "event": "MOVE"}]}], "record 1: events\\[0\\]: event must be"),
+        ([{**records[history], "events": [{**event, "redacted": True}]}], "record 1: events\\[0\\]: redacted is true"),
+        ([{**records[history], "events": []}], "record 1: events must be a non-empty list"),
+        ([records[1], "not a dict"], "record 2: must be a JSON object"),
+    ]
+    with _fresh(tmp_path, clock) as target:
+        for bad, message in cases:
+            with pytest.raises(InvalidRequest, match=message):
+                target.import_records(bad)
+        with pytest.raises(InvalidRequest, match="iterable of record dicts"):
+            target.import_records(encode_line(records[1]))  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequest, match="line 2: not valid JSON"):
+            list(decode_lines(['{"type": "memory"}', "{oops"]))
+        assert target.import_records(records[:1]) == {"imported": 0, "skipped": 0, "history": 0}
+        counts = target.import_records(records[1:])  # the header is optional
+        assert counts["imported"] == sum(r["type"] == "memory" for r in records)
+
+
+def test_minimal_records_take_defaults(tmp_path: Path, clock: FrozenClock) -> None:
+    with _fresh(tmp_path, clock) as target:
+        tea = {
+            "type": "memory",
+            "id": "m1",
+            "memory": "I like tea",
+            "user_id": "u",
+            "created_at": "2026-01-01T10:00+02:00",
+        }
+        event = {"event": "ADD", "new_memory": "I like tea", "created_at": "2026-01-01T08:00:00Z"}
+        target.import_records([tea, {"type": "history", "memory_id": "m1", "events": [event]}])
+        item = target.get("m1")
+        assert item["created_at"] == item["updated_at"] == item["timestamp"] == "2026-01-01T08:00:00.000000+00:00"
+        assert (item["metadata"], item["role"], item["actor_id"], item["expires_at"]) == ({}, None, None, None)
+        assert target.history("m1")[0]["effective_at"] == "2026-01-01T08:00:00.000000+00:00"
+        assert target.search("tea", user_id="u")["results"][0]["id"] == "m1"
+
+
+# -- all or nothing -------------------------------------------------------------------------------
+
+
+def test_a_failed_write_imports_nothing(source: Memory, tmp_path: Path, clock: FrozenClock) -> None:
+    records = list(source.export_records())
+    last_history = [r for r in records if r["type"] == "history"][-1]["memory_id"]
+    with _fresh(tmp_path, clock) as target:
+        target.get_all(user_id="x")  # creates the file
+        # The database refuses the very last history event: every memory row is written by then.
+        with closing(sqlite3.connect(tmp_path / "target.db")) as conn:
+            conn.execute(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON history WHEN NEW.memory_id = '{last_history}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        with pytest.raises(StoreError, match="rolled back"):
+            target.import_records(records)
+        assert list(target.export_records())[1:] == []
+        assert target.search("Ben Nevis", user_id="alice")["results"] == []  # the vector cache agrees
+        with closing(sqlite3.connect(tmp_path / "target.db")) as conn:
+            conn.execute("DROP TRIGGER refuse")
+        target.import_records(records)
+        assert list(target.export_records()) == records
+
+
+class _FailingEmbedder(HashEmbedder):
+    """Fails on its second call, as a remote embedder might mid-import."""
+
+    def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors:
+        if self.calls == 1:
+            raise ProviderError("the embedding service went away", provider="test")
+        return super().embed(texts, kind=kind)
+
+
+def test_an_embedder_failure_imports_nothing(
+    source: Memory, tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = list(source.export_records())
+    monkeypatch.setattr(transfer, "EMBED_BATCH", 3)
+    with _fresh(tmp_path, clock, embedder=_FailingEmbedder()) as target:
+        progress: list[int] = []
+        with pytest.raises(ProviderError):
+            target.import_records(records, progress=progress.append)
+        assert progress == [3]
+        assert list(target.export_records())[1:] == []
+
+
+# -- async -------------------------------------------------------------------------------------------
+
+
+async def test_async_twins(source: Memory, tmp_path: Path, clock: FrozenClock) -> None:
+    expected = list(source.export_records(user_id="alice"))
+    async with AsyncMemory(memory=source) as amem:
+        got = [r async for r in amem.export_records(user_id="alice")]
+    assert got == expected
+    async with AsyncMemory(tmp_path / "async.db", embedder=HashEmbedder(), clock=clock) as target:
+
+        async def stream() -> Any:
+            for record in got:
+                yield record
+
+        counts = await target.import_records(stream())
+        assert counts["imported"] == sum(r["type"] == "memory" for r in got)
+        assert [r async for r in target.export_records()] == expected
+        assert (await target.import_records(got, on_conflict="skip"))["imported"] == 0
+        with pytest.raises(InvalidRequest, match="record 1"):
+            await target.import_records([{"type": "memory"}])
+
+
+def test_records_are_json_lines(source: Memory) -> None:
+    for record in source.export_records():
+        assert json.loads(encode_line(record)) == record
