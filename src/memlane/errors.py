@@ -56,9 +56,9 @@ __all__ = [
     "RequestTooLarge",
     "ScopeConflict",
     "ScopeRequired",
+    "ServiceUnavailable",
     "StoreBusy",
     "StoreError",
-    "ServiceUnavailable",
 ]
 
 

@@ -7,10 +7,10 @@ unchanged, and type-check under mypy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 # typing_extensions' TypedDict: pydantic (the REST server's response schemas) needs it on Python 3.11.
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 __all__ = [
     "AddEvent",
