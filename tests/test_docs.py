@@ -47,3 +47,28 @@ def test_readme_shows_the_core_methods() -> None:
     text = README.read_text(encoding="utf-8")
     missing = sorted(n for n in CORE_METHODS if not re.search(rf"\b{n}\s*\(|`{n}`", text))
     assert not missing, f"README.md does not mention {missing}"
+
+
+def test_every_route_is_documented() -> None:
+    from memlane.server import create_app
+    from memlane.testing import HashEmbedder
+
+    app = create_app(Memory(path=ROOT / "never-created.db", embedder=HashEmbedder()))
+    text = (DOCS / "server.md").read_text(encoding="utf-8")
+    routes = {(method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops}
+    missing = sorted(f"{m} {p}" for m, p in routes if f"`{m} {p}`" not in text)
+    assert not missing, f"docs/server.md does not document {missing}"
+    assert not (ROOT / "never-created.db").exists()
+
+
+def test_clients_have_the_memory_api_and_document_it() -> None:
+    from memlane import AsyncMemoryClient, MemoryClient
+
+    data_methods = _public_methods(Memory) - {"close", "from_config"}
+    text = (DOCS / "server.md").read_text(encoding="utf-8")
+    for client in (MemoryClient, AsyncMemoryClient):
+        assert _public_methods(client) >= data_methods, (
+            f"{client.__name__} lacks {data_methods - _public_methods(client)}"
+        )
+        undocumented = sorted(n for n in _public_methods(client) if f"`{n}`" not in text)
+        assert not undocumented, f"docs/server.md does not mention {client.__name__}.{undocumented}"

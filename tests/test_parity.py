@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from server_harness import SharedServer
 
-from memlane import AsyncMemory, Memory
+from memlane import AsyncMemory, AsyncMemoryClient, Memory
 from memlane.testing import FrozenClock, HashEmbedder
 
 
@@ -301,3 +302,30 @@ async def test_concurrent_duplicate_adds_store_one(async_memory: AsyncMemory) ->
     assert sorted(i["event"] for i in items) == ["ADD"] + ["NONE"] * 9
     assert len({i["id"] for i in items}) == 1
     assert len((await async_memory.get_all(user_id="alice"))["results"]) == 1
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_clients_over_http_give_the_embedded_results(
+    tmp_path: Path, name: str, rest_server: SharedServer
+) -> None:
+    """``MemoryClient`` and ``AsyncMemoryClient`` against the REST server: same results, same error types."""
+    embedded_clock = FrozenClock(T0)
+    with Memory(path=tmp_path / "embedded.db", embedder=HashEmbedder(), clock=embedded_clock) as mem:
+        expected = run_sync(mem, embedded_clock, SCENARIOS[name])
+    sync_clock = FrozenClock(T0)
+    with (
+        Memory(path=tmp_path / "served.db", embedder=HashEmbedder(), clock=sync_clock) as served,
+        rest_server.facing(served) as client,
+    ):
+        got_sync = run_sync(client, sync_clock, SCENARIOS[name])  # type: ignore[arg-type]
+    async_clock = FrozenClock(T0)
+    with (
+        Memory(path=tmp_path / "served-async.db", embedder=HashEmbedder(), clock=async_clock) as served,
+        rest_server.facing(served),
+    ):
+        async with AsyncMemoryClient(rest_server.url, api_key=rest_server.token, retries=0) as aclient:
+            got_async = await run_async(aclient, async_clock, SCENARIOS[name])  # type: ignore[arg-type]
+    for label, got in (("MemoryClient", got_sync), ("AsyncMemoryClient", got_async)):
+        assert len(got) == len(expected)
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert a == b, f"step {i} of {name!r}: {label} {a!r} != embedded {b!r}"
