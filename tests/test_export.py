@@ -25,7 +25,14 @@ CHAT = [
     {"role": "assistant", "content": "How was the weather up there?"},
     {"role": "user", "content": "Foggy, but the view at the top was worth it.", "name": "Caroline"},
 ]
-QUERIES = ["Ben Nevis hike", "what did Caroline say?", "weather on the mountain", "where does the user live?", "chess", "parking"]
+QUERIES = [
+    "Ben Nevis hike",
+    "what did Caroline say?",
+    "weather on the mountain",
+    "where does the user live?",
+    "chess",
+    "parking",
+]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, TypeVar
 
 from memlane.core.records import ImportOutcome, PortableEvent, PortableMemory, SourceMessage
-from memlane.errors import MemoryConflict, StoreError
+from memlane.errors import InvalidRequest, MemoryConflict, StoreError
 from memlane.stores.sqlite_rows import live_duplicate, none, scope_sql
 from memlane.types import Scope
 
@@ -61,8 +61,10 @@ def _select_in(conn: sqlite3.Connection, sql: str, values: Iterable[Any]) -> lis
 def export_page(conn: sqlite3.Connection, scope: Scope | None, after_rid: int, limit: int) -> list[PortableMemory]:
     """Up to ``limit`` rows of ``scope`` (all when None) with ``rid > after_rid``, by rid, with their sources."""
     where, params = scope_sql(scope) if scope is not None else ("1", [])
+    # NOT INDEXED: walk the table by rid from after_rid. Through a scope index, every page would
+    # sort the whole scope again (quadratic over a large scope's export); this reads the table once.
     rows = conn.execute(
-        f"SELECT {_PAGE_COLUMNS} FROM memories m LEFT JOIN memories p ON p.rid = m.prev_rid "
+        f"SELECT {_PAGE_COLUMNS} FROM memories m NOT INDEXED LEFT JOIN memories p ON p.rid = m.prev_rid "
         f"WHERE m.rid > ? AND {where} ORDER BY m.rid LIMIT ?",
         [after_rid, *params, limit],
     ).fetchall()
@@ -120,10 +122,11 @@ def history_page(
     if after is not None:
         where += " AND (h.memory_id, h.id) > (?, ?)"
         params = [*params, *after]
+    # The (memory_id, id) index gives the order: one pass over history in all, whatever the scope.
     rows = conn.execute(
         "SELECT h.id, h.memory_id, h.event, h.old_memory, h.new_memory, h.created_at, "
         "COALESCE(h.effective_at, h.created_at), h.user_id, h.agent_id, h.run_id, h.redacted "
-        f"FROM history h WHERE {where} ORDER BY h.memory_id, h.id LIMIT ?",
+        f"FROM history h INDEXED BY history_memory WHERE {where} ORDER BY h.memory_id, h.id LIMIT ?",
         [*params, limit],
     ).fetchall()
     return [
@@ -157,7 +160,13 @@ class Importer:
         self._sids: dict[tuple[Any, ...], int] = {}
 
     def run(self, memories: Sequence[PortableMemory], events: Sequence[PortableEvent]) -> ImportOutcome:
-        """Import everything not skipped; returns the counts."""
+        """Import everything not skipped; returns the counts.
+
+        Raises:
+            InvalidRequest: a row carries no vector of the store's dimension (embed before importing).
+            MemoryConflict: a conflict, with ``on_conflict="error"``.
+        """
+        self._check_vectors(memories)
         skip = self._conflicts(memories, events)
         kept = [m for m in memories if m.memory_id not in skip]
         pending = {m.id for m in kept}
@@ -181,19 +190,27 @@ class Importer:
         skipped += len(skip - {m.memory_id for m in memories})  # deleted memories: history only
         return ImportOutcome(imported=len(kept), skipped=skipped, history=len(written))
 
+    def _check_vectors(self, memories: Sequence[PortableMemory]) -> None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'embedder_dimension'").fetchone()
+        dimension = int(row[0]) if row is not None else None
+        for m in memories:
+            if m.embedding.ndim != 1 or m.embedding.size == 0 or m.embedding.size != (dimension or m.embedding.size):
+                raise InvalidRequest(
+                    f"memory {m.id!r} has a vector of shape {m.embedding.shape}, not ({dimension},): "
+                    "records are embedded before they are written (Memory.import_records does it)"
+                )
+
     def _conflicts(self, memories: Sequence[PortableMemory], events: Sequence[PortableEvent]) -> set[str]:
         """The memory ids to skip (raises MemoryConflict on the first one when not skipping)."""
         keys = {m.memory_id for m in memories} | {e.memory_id for e in events}
         row_ids = {m.id for m in memories} | keys
-        known = {r[0] for r in _select_in(self.conn, "SELECT id FROM memories WHERE id IN ({marks})", row_ids)}
-        known |= {
-            r[0]
-            for r in _select_in(
-                self.conn, "SELECT DISTINCT version_of FROM memories WHERE version_of IN ({marks})", keys
-            )
-        }
-        known |= {r[0] for r in _select_in(
-            self.conn, "SELECT DISTINCT memory_id FROM history WHERE memory_id IN ({marks})", keys)}  # fmt: skip
+        known: set[str] = set()
+        for sql, values in (
+            ("SELECT id FROM memories WHERE id IN ({marks})", row_ids),
+            ("SELECT DISTINCT version_of FROM memories WHERE version_of IN ({marks})", keys),
+            ("SELECT DISTINCT memory_id FROM history WHERE memory_id IN ({marks})", keys),
+        ):
+            known |= {r[0] for r in _select_in(self.conn, sql, values)}
         skip: set[str] = set()
         taken: dict[tuple[str, ...], str] = {}
         for m in memories:

@@ -10,10 +10,12 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+
 from memlane.core.filters import to_iso
 from memlane.core.records import FactPlan, FactWrite, PortableEvent, PortableMemory, SourceMessage
 from memlane.core.text import analyse, content_hash, index_text, query_terms
-from memlane.errors import MemoryConflict
+from memlane.errors import InvalidRequest, MemoryConflict
 from memlane.testing._contract_base import ALICE, T0, ContractHelpers, StoreFactory, StoreUnderTest, raises
 from memlane.types import Scope
 
@@ -198,6 +200,9 @@ class ExportContract(ContractHelpers):
                             conversational=True, prev_id=f"t{i - 1}" if i else None)
              for i in range(3)]
         )  # fmt: skip
+        for vector in (np.zeros(0, dtype=np.float32), np.ones(self.dimension + 1, dtype=np.float32)):
+            with raises(InvalidRequest):  # rows are embedded, for this store's dimension, before import
+                store.import_records([dataclasses.replace(turns[0], embedding=vector)], [], on_conflict="error", now=T0)
         turns[0].prev_id = "t2"  # a link to a row stored after it, and one to a row of the store
         store.import_records(turns[1:], [], on_conflict="error", now=T0)
         store.import_records(turns[:1], [], on_conflict="error", now=T0)
@@ -208,3 +213,18 @@ class ExportContract(ContractHelpers):
         store.import_records(later, [], on_conflict="error", now=T0)
         rows = {m.id: m for m in self.export(store)[0]}
         assert (rows["u0"].prev_id, rows["u1"].prev_id) == ("u1", "u0")
+
+    def test_import_keeps_each_memorys_sources_in_order(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        first, older, shared = (SourceMessage("user", None, text, to_iso(T0 + timedelta(days=i)))
+                                for i, text in enumerate(["first", "older", "shared"]))  # fmt: skip
+        rows = self.importable(
+            [PortableMemory(id=mid, memory=text, hash=content_hash(text), user_id="alice", agent_id=None,
+                            run_id=None, role=None, actor_id=None, metadata={}, created_at=to_iso(T0),
+                            updated_at=to_iso(T0), timestamp=to_iso(T0), expires_at=None, sources=sources)
+             for mid, text, sources in [("a", "Fact A", [first, shared]), ("b", "Fact B", [older, shared])]]
+        )  # fmt: skip
+        store.import_records(rows, [], on_conflict="error", now=T0)
+        assert [s["content"] for s in store.sources("a")] == ["first", "shared"]
+        assert [s["content"] for s in store.sources("b")] == ["older", "shared"]
+        assert [m.sources for m in self.export(store)[0]] == [[first, shared], [older, shared]]
