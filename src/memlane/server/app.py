@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
 
 import memlane
@@ -33,7 +33,7 @@ from memlane import (
 )
 from memlane.server.audit import AuditLog
 from memlane.server.auth import ANONYMOUS, Guard, RateLimiter, authenticate
-from memlane.server.errors import install_handlers
+from memlane.server.errors import ERROR_RESPONSES, install_handlers
 from memlane.server.keys import KeyStore
 from memlane.server.middleware import AuditMiddleware, BodyLimitMiddleware
 from memlane.server.schemas import AddBody, SearchBody, UpdateBody
@@ -143,6 +143,24 @@ async def _check_id(request: Request, allowed: Guard, memory_id: str) -> None:
         return
 
 
+async def _drop_hidden_links(request: Request, allowed: Guard, records: list[dict[str, Any]]) -> None:
+    """Unlink a tenant's messages from memories it cannot see, as import unlinks unknown ``prev_id``s.
+
+    Search scores a message with the text of the one it follows: a link into another namespace
+    would let a tenant probe that memory's words by searching its own.
+    """
+    if allowed.key.is_admin:
+        return
+    imported = {record.get("id") for record in records}
+    for record in records:
+        prev = record.get("prev_id")
+        if isinstance(prev, str) and prev.strip() and prev not in imported:
+            try:
+                allowed.check_memory(await _run(request, _state(request).memory.get, prev))
+            except MemoryNotFound:
+                record["prev_id"] = None
+
+
 def _body_scope(allowed: Guard, body: AddBody | SearchBody, operation: str) -> Scope:
     return allowed.check_scope(
         user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id, filters=body.filters, operation=operation
@@ -168,8 +186,8 @@ def _check_text(settings: ServerSettings, text: str, what: str) -> None:
         raise RequestTooLarge(f"{what} has {len(text)} characters; this server takes at most {settings.max_text_chars}")
 
 
-def _memory_routes(app: FastAPI) -> None:
-    @app.post("/v1/memories", tags=["memories"], summary="Add memories (Memory.add)")
+def _memory_routes(router: APIRouter) -> None:
+    @router.post("/v1/memories", tags=["memories"], summary="Add memories (Memory.add)")
     async def add(body: AddBody, request: Request, allowed: Allowed) -> AddResult:
         state = _state(request)
         _check_sizes(state.settings, body)
@@ -181,14 +199,14 @@ def _memory_routes(app: FastAPI) -> None:
         request.state.audit["events"] = [[r["id"], r["event"]] for r in result["results"]]
         return result
 
-    @app.post("/v1/memories/search", tags=["memories"], summary="Search a scope (Memory.search)")
+    @router.post("/v1/memories/search", tags=["memories"], summary="Search a scope (Memory.search)")
     async def search(body: SearchBody, request: Request, allowed: Allowed) -> SearchResult:
         _check_text(_state(request).settings, body.query, "query")
         args = body.model_dump(exclude_unset=True)
         _body_scope(allowed, body, "search")
         return await _run(request, _state(request).memory.search, args.pop("query"), **args)
 
-    @app.get("/v1/memories", tags=["memories"], summary="List a scope, newest first (Memory.get_all)")
+    @router.get("/v1/memories", tags=["memories"], summary="List a scope, newest first (Memory.get_all)")
     async def get_all(
         request: Request,
         allowed: Allowed,
@@ -207,7 +225,7 @@ def _memory_routes(app: FastAPI) -> None:
             cursor=cursor,
         )  # fmt: skip
 
-    @app.delete("/v1/memories", tags=["memories"], summary="Delete a whole scope (Memory.delete_all)")
+    @router.delete("/v1/memories", tags=["memories"], summary="Delete a whole scope (Memory.delete_all)")
     async def delete_all(
         request: Request,
         allowed: Allowed,
@@ -229,38 +247,48 @@ def _memory_routes(app: FastAPI) -> None:
         request.state.audit["deleted"] = result.get("deleted")
         return result
 
-    @app.get("/v1/memories/{memory_id}", tags=["memories"], summary="One memory (Memory.get)")
+    @router.get("/v1/memories/{memory_id}", tags=["memories"], summary="One memory (Memory.get)")
     async def get(memory_id: str, request: Request, allowed: Allowed, include_sources: bool = False) -> MemoryItem:
         item = await _run(request, _state(request).memory.get, memory_id, include_sources=include_sources)
         return allowed.check_memory(item)
 
-    @app.put("/v1/memories/{memory_id}", tags=["memories"], summary="Replace a memory's text (Memory.update)")
+    @router.put("/v1/memories/{memory_id}", tags=["memories"], summary="Replace a memory's text (Memory.update)")
     async def update(memory_id: str, body: UpdateBody, request: Request, allowed: Allowed) -> MemoryItem:
         _check_text(_state(request).settings, body.data, "data")
         memory = _state(request).memory
         await _check_id(request, allowed, memory_id)
         return await _run(request, memory.update, memory_id, body.data, **body.model_dump(exclude={"data"}))
 
-    @app.delete("/v1/memories/{memory_id}", tags=["memories"], summary="Delete a memory (Memory.delete)")
+    @router.delete("/v1/memories/{memory_id}", tags=["memories"], summary="Delete a memory (Memory.delete)")
     async def delete(memory_id: str, request: Request, allowed: Allowed, purge: bool = False) -> dict[str, str]:
         await _check_id(request, allowed, memory_id)
         request.state.audit = {"purge": purge}
         memory = _state(request).memory
         return await _run(request, memory.delete, memory_id, purge=purge)
 
-    @app.get("/v1/memories/{memory_id}/history", tags=["memories"], summary="A memory's changes (Memory.history)")
+    @router.get("/v1/memories/{memory_id}/history", tags=["memories"], summary="A memory's changes (Memory.history)")
     async def history(memory_id: str, request: Request, allowed: Allowed) -> list[HistoryEvent]:
         return allowed.check_history(await _run(request, _state(request).memory.history, memory_id))
 
 
-def _admin_routes(app: FastAPI) -> None:
-    @app.post("/v1/reset", tags=["admin"], summary="Delete everything (Memory.reset; admin keys only)")
+# The body of an export and of an import (read as raw bytes, so FastAPI cannot describe it itself).
+_NDJSON: dict[str, Any] = {
+    "description": "JSON lines: a memlane-export header, then one memory or history record per line",
+    "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+}
+
+
+def _admin_routes(router: APIRouter) -> None:
+    @router.post("/v1/reset", tags=["admin"], summary="Delete everything (Memory.reset; admin keys only)")
     async def reset(request: Request, allowed: Allowed) -> dict[str, str]:
         allowed.require_admin("reset")
         await _run(request, _state(request).memory.reset)
         return {"message": "the store was reset"}
 
-    @app.get("/v1/export", tags=["admin"], summary="Export memories and history as JSON lines")
+    @router.get(
+        "/v1/export", tags=["admin"], summary="Export memories and history as JSON lines",
+        response_class=StreamingResponse, responses={200: _NDJSON},
+    )  # fmt: skip
     async def export(
         request: Request,
         allowed: Allowed,
@@ -270,7 +298,10 @@ def _admin_routes(app: FastAPI) -> None:
     ) -> StreamingResponse:
         scoped = any(i is not None for i in (user_id, agent_id, run_id))
         if scoped or not allowed.key.is_admin:
-            allowed.check_scope(user_id=user_id, agent_id=agent_id, run_id=run_id, operation="export_records")
+            # required=False: a tenant's unscoped export is the whole store, an admin call (403, not 400).
+            allowed.check_scope(
+                user_id=user_id, agent_id=agent_id, run_id=run_id, operation="export_records", required=False
+            )
         memory = _state(request).memory
         records = memory.export_records(user_id=user_id, agent_id=agent_id, run_id=run_id)
         first = await _run(request, next, records)  # errors surface as JSON before streaming starts
@@ -282,7 +313,10 @@ def _admin_routes(app: FastAPI) -> None:
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
-    @app.post("/v1/import", tags=["admin"], summary="Import JSON lines from an export (all or nothing)")
+    @router.post(
+        "/v1/import", tags=["admin"], summary="Import JSON lines from an export (all or nothing)",
+        openapi_extra={"requestBody": {"required": True, "content": _NDJSON["content"]}},
+    )  # fmt: skip
     async def import_records(
         request: Request, allowed: Allowed, on_conflict: Literal["error", "skip"] = "error"
     ) -> dict[str, int]:
@@ -298,6 +332,7 @@ def _admin_routes(app: FastAPI) -> None:
                 raise InvalidRequest(f"line {number} is not a JSON object")
             records.append(record)
         allowed.check_records(records)
+        await _drop_hidden_links(request, allowed, records)
         result = await _run(request, _state(request).memory.import_records, records, on_conflict=on_conflict)
         request.state.audit = {"result": result}
         return result
@@ -308,7 +343,10 @@ def _probe_routes(app: FastAPI) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["probes"], summary="Readiness: store open and embedder loaded")
+    @app.get(
+        "/readyz", tags=["probes"], summary="Readiness: store open and embedder loaded",
+        responses={503: ERROR_RESPONSES[503]},
+    )  # fmt: skip
     async def readyz(request: Request) -> dict[str, str]:
         state = _state(request)
         if not state.ready:
@@ -345,8 +383,10 @@ def create_app(memory: Memory | Callable[[], Memory], settings: ServerSettings |
     )
     app.state.memlane = state
     install_handlers(app)
-    _memory_routes(app)
-    _admin_routes(app)
+    api = APIRouter(responses=ERROR_RESPONSES)  # every /v1 route may answer these, all in one shape
+    _memory_routes(api)
+    _admin_routes(api)
+    app.include_router(api)
     _probe_routes(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(AuditMiddleware, log=state.audit)

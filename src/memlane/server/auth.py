@@ -20,6 +20,7 @@ from typing import Any
 from memlane import (
     AuthenticationError,
     HistoryEvent,
+    InvalidRequest,
     MemoryItem,
     MemoryNotFound,
     PermissionDenied,
@@ -128,19 +129,27 @@ class Guard:
         return [e for e in events if self.visible(e["user_id"], e["agent_id"])]
 
     def check_records(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Raises PermissionDenied if any import record lies outside the namespace."""
+        """Check that every import record, and every event of a history record, lies in the namespace.
+
+        Raises:
+            PermissionDenied: a record or an event outside the namespace (nothing is imported).
+            InvalidRequest: a history record without a non-empty list of events to judge it by.
+        """
         if self.key.is_admin:
             return
         for number, record in enumerate(records, 1):
             if record.get("type") == "memlane-export":
                 continue
-            ids = record.get("events", [record])[0] if record.get("type") == "history" else record
-            user, agent = ids.get("user_id"), ids.get("agent_id")
-            owned = [i for i in (user, agent) if i is not None]
-            if not owned or not all(isinstance(i, str) and self.key.owns(i) for i in owned):
-                raise PermissionDenied(
-                    f"import record {number}: its user_id/agent_id must all start with {self._hint()}; nothing imported"
-                )
+            scoped = record.get("events") if record.get("type") == "history" else [record]
+            if not isinstance(scoped, list) or not scoped or not all(isinstance(e, Mapping) for e in scoped):
+                raise InvalidRequest(f"import record {number}: events must be a non-empty list of history events")
+            for ids in scoped:
+                owned = [i for i in (ids.get("user_id"), ids.get("agent_id")) if i is not None]
+                if not owned or not all(isinstance(i, str) and self.key.owns(i) for i in owned):
+                    raise PermissionDenied(
+                        f"import record {number}: its user_id/agent_id must all start with {self._hint()}; "
+                        "nothing imported"
+                    )
 
 
 class RateLimiter:

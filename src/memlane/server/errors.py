@@ -35,8 +35,9 @@ from memlane import (
     ServiceUnavailable,
     StoreError,
 )
+from memlane.server.schemas import ErrorBody
 
-__all__ = ["STATUS", "error_response", "install_handlers", "status_for"]
+__all__ = ["ERROR_RESPONSES", "STATUS", "error_response", "install_handlers", "status_for"]
 
 log = logging.getLogger("memlane.server")
 
@@ -56,6 +57,13 @@ STATUS: tuple[tuple[type[MemlaneError], int], ...] = (
     (ProviderError, 503),  # the server's LLM or embedder failed: not the caller's fault, worth a retry
     (ConfigError, 503),
 )
+
+# The error statuses of the API routes, for /openapi.json: the table above, plus 422 (a body or
+# query that does not match the API) and 500 (a bug: a request id, never internals).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": "an error (see the `error` object)"}
+    for status in sorted({status for _, status in STATUS} | {422, 500})
+}
 
 _HTTP_TYPES = {
     400: "InvalidRequest",
@@ -121,13 +129,19 @@ def _http(_: Request, exc: Exception) -> JSONResponse:
     message = exc.detail if isinstance(exc.detail, str) else "request failed"
     if exc.status_code == 404:
         message = "no such endpoint; see /docs for the API"
-    return error_response(exc.status_code, kind, message)
+    response = error_response(exc.status_code, kind, message)
+    response.headers.update(exc.headers or {})  # e.g. the Allow header a 405 must carry
+    return response
 
 
 def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     ref = uuid.uuid4().hex[:12]
     log.error("unexpected error (ref %s)", ref, exc_info=exc)
-    return error_response(500, "InternalError", f"internal server error (ref {ref}); the server log has details")
+    response = error_response(500, "InternalError", f"internal server error (ref {ref}); the server log has details")
+    # Starlette re-raises after this response and uvicorn then drops the connection; saying so
+    # keeps a client from sending its next request down a socket that is being closed.
+    response.headers["connection"] = "close"
+    return response
 
 
 def install_handlers(app: Any) -> None:

@@ -1,4 +1,4 @@
-"""Request bodies of the REST API (pydantic; unknown fields are refused).
+"""Request bodies of the REST API (pydantic; unknown fields are refused), and the error body.
 
 Field types document the API in ``/openapi.json``; the values are then checked by ``Memory``
 itself, so a request gets the same error, with the same message, as the Python call would.
@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AddBody", "MessageIn", "SearchBody", "UpdateBody"]
+__all__ = ["AddBody", "ErrorBody", "ErrorDetail", "MessageIn", "SearchBody", "UpdateBody"]
 
 Time = str | float
 
@@ -69,3 +69,20 @@ class UpdateBody(_Body):
 
     data: str = Field(description="the new text")
     metadata: dict[str, Any] | None = None
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: ``type`` names the memlane exception class (``MemoryClient`` raises it again)."""
+
+    type: str = Field(description="the exception class, e.g. MemoryNotFound")
+    message: str = Field(description="what is wrong and how to fix it")
+    status: int = Field(description="the HTTP status, repeated")
+    retry_after: float | None = Field(None, description="429 only: seconds until the next request is accepted")
+    provider: str | None = Field(None, description="provider errors only: which provider failed")
+    raw: str | None = Field(None, description="LLM output errors only: the model's unusable answer")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
