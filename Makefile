@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PORT ?= 8420
 
-.PHONY: serve demo test lint bench bench-locomo bench-scale bench-extraction clean
+.PHONY: serve demo test lint bench bench-locomo bench-scale bench-extraction bench-server clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,10 @@ bench-scale: $(STAMP)
 bench-extraction: $(STAMP)
 	$(BIN)/python bench/extraction_cost.py
 
-bench: bench-locomo bench-scale bench-extraction
+bench-server: $(STAMP)
+	$(BIN)/python bench/server_load.py
+
+bench: bench-locomo bench-scale bench-extraction bench-server
 
 clean:
 	rm -rf $(VENV) .memlane-demo .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import unicodedata
 from functools import lru_cache
 
@@ -27,6 +28,9 @@ __all__ = [
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _stemmer = snowballstemmer.stemmer("english")
+# A Snowball stemmer keeps the word it is working on in itself: two threads stemming at once get
+# IndexErrors or wrong stems (which the cache below would then keep). One word at a time.
+_stem_lock = threading.Lock()
 
 # Function words and chat filler: they carry no topic, and as OR-ed query terms they would make
 # every memory a keyword candidate.
@@ -69,7 +73,8 @@ def index_text(content: str, name: str | None) -> str:
 
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
-    stem: str = _stemmer.stemWord(word)
+    with _stem_lock:
+        stem: str = _stemmer.stemWord(word)
     return stem
 
 
