@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -102,6 +103,8 @@ def main() -> None:
     command = [sys.executable, "-m", "memlane", "--home", str(home), "serve", "--port", str(args.port)]
     command += ["--log-level", "warning"]
     server = subprocess.Popen(command)
+    # `kill` (SIGTERM) stops the server too, like Ctrl-C: run the cleanup below instead of dying.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         wait_ready(url, server)
         tour(url, token, home)
