@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from memlane import errors
+from memlane.core.inputs import has_string_keys
 from memlane.core.scope import validate_scope_id
 
 __all__ = [
@@ -56,28 +57,20 @@ class Call:
     read_only: bool = False
 
 
-def _jsonable(value: Any, what: str) -> Any:
+def _jsonable(value: Any) -> Any:
     """Arguments as JSON: datetimes as ISO 8601 (naive = UTC, as ``Memory`` reads them), timedeltas as seconds."""
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, Mapping):
-        return {k: _jsonable(v, what) for k, v in value.items()}
+        return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v, what) for v in value]
+        return [_jsonable(v) for v in value]
     return value
 
 
 _TIMES = ("timestamp", "expires_at", "ttl", "as_of")
-
-
-def _string_keys(value: object) -> bool:
-    if isinstance(value, Mapping):
-        return all(isinstance(k, str) and _string_keys(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return all(_string_keys(v) for v in value)
-    return True
 
 
 def _body(what: str, **values: Any) -> dict[str, Any]:
@@ -90,8 +83,8 @@ def _body(what: str, **values: Any) -> dict[str, Any]:
             out[name] = json.loads(_filters(value) or "null")
             continue
         if name in _TIMES:
-            value = _jsonable(value, name)
-        if not _string_keys(value):
+            value = _jsonable(value)
+        if not has_string_keys(value):
             raise errors.InvalidRequest(f"{name} keys must be strings (also in nested objects)")
         try:
             json.dumps(value, allow_nan=False)
@@ -118,7 +111,7 @@ def _filters(filters: object) -> str | None:
             f"filters must be a dict such as {{'category': 'food'}}, got {type(filters).__name__}"
         )
     try:
-        return json.dumps(_jsonable(filters, "filters"), allow_nan=False)
+        return json.dumps(_jsonable(filters), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise errors.InvalidFilter(f"filters must be JSON: strings, finite numbers, booleans, null ({exc})") from exc
 
@@ -201,7 +194,7 @@ def export_call(*, user_id: str | None = None, agent_id: str | None = None, run_
 
 def import_call(records: Iterable[Mapping[str, Any]], *, on_conflict: str = "error") -> tuple[Call, int]:
     """See :meth:`memlane.Memory.import_records`; also returns how many records it carries."""
-    lines = [json.dumps(_jsonable(r, "records"), ensure_ascii=False, allow_nan=False) for r in records]
+    lines = [json.dumps(_jsonable(r), ensure_ascii=False, allow_nan=False) for r in records]
     content = ("\n".join(lines) + "\n").encode()
     return Call("POST", "/v1/import", params={"on_conflict": on_conflict}, content=content), len(lines)
 

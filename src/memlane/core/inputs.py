@@ -21,6 +21,7 @@ __all__ = [
     "check_threshold",
     "decode_cursor",
     "encode_cursor",
+    "has_string_keys",
     "normalise_messages",
     "parse_time",
     "resolve_expiry",
@@ -106,16 +107,17 @@ def check_metadata(metadata: object) -> dict[str, Any]:
     copy: dict[str, Any] = json.loads(text)
     # json.dumps turns non-string keys (1, True, None) into strings at any depth: refuse them rather
     # than hand back metadata that differs from what was given.
-    if not _string_keys(metadata):
+    if not has_string_keys(metadata):
         raise InvalidRequest("metadata keys must be strings (also in nested objects)")
     return copy
 
 
-def _string_keys(value: object) -> bool:
+def has_string_keys(value: object) -> bool:
+    """True when every dict key, at any depth, is a string (JSON would silently stringify others)."""
     if isinstance(value, Mapping):
-        return all(isinstance(k, str) and _string_keys(v) for k, v in value.items())
+        return all(isinstance(k, str) and has_string_keys(v) for k, v in value.items())
     if isinstance(value, list | tuple):
-        return all(_string_keys(v) for v in value)
+        return all(has_string_keys(v) for v in value)
     return True
 
 
