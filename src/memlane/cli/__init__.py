@@ -6,7 +6,7 @@ same methods, results and errors, so every command is written once. ``--json`` p
 return value as one JSON document (JSON lines for ``export``). See ``docs/cli.md``.
 
 Commands: add, search, list, get, update, delete, delete-all, history, reset, export, import,
-serve, keys (create, list, revoke), config, info.
+serve, mcp, keys (create, list, revoke), config, info.
 
 Exit codes (errors print ``error: <TypeName>: <message>`` on stderr; with ``--json`` also
 ``{"error": {"type", "message"}}`` on stdout; never a traceback for a ``MemlaneError``):
@@ -29,12 +29,13 @@ from __future__ import annotations
 
 from memlane.cli._admin import COMMANDS as _ADMIN
 from memlane.cli._app import EXIT_CODES, cli, exit_code
+from memlane.cli._mcp import COMMANDS as _MCP
 from memlane.cli._memories import COMMANDS as _MEMORIES
 from memlane.cli._transfer import COMMANDS as _TRANSFER
 
 __all__ = ["EXIT_CODES", "cli", "exit_code", "main"]
 
-for _command in (*_MEMORIES, *_TRANSFER, *_ADMIN):
+for _command in (*_MEMORIES, *_TRANSFER, *_ADMIN, *_MCP):
     cli.add_command(_command)
 
 
