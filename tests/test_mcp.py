@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -495,3 +496,18 @@ async def test_claude_code_script_registers_a_working_command(tmp_path: Path) ->
     env["MEMLANE_HOME"] = str(tmp_path / "home")
     async with Client(StdioServerParameters(command=MEMLANE, args=command[1:], env=env)) as client:
         await _remember_and_recall(client)
+
+
+def test_docs_show_the_tested_host_configs_and_every_tool() -> None:
+    root = EXAMPLES.parent.parent
+    examples = [json.loads(path.read_text()) for path in EXAMPLES.glob("*.json")]
+    script = (EXAMPLES / "claude_code.sh").read_text()
+    for doc in (root / "docs" / "mcp.md", root / "README.md"):
+        text = doc.read_text(encoding="utf-8")
+        blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, flags=re.S) if "mcpServers" in b]
+        assert blocks, f"{doc.name} shows no MCP host config"
+        assert all(block in examples for block in blocks), f"{doc.name} shows a config that examples/mcp lacks"
+        for line in re.findall(r"^claude mcp add .*$", text, flags=re.M):
+            assert line.replace('"${MEMLANE_USER_ID:-me}"', "me") in script.replace('"${MEMLANE_USER_ID:-me}"', "me")
+    reference = (root / "docs" / "mcp.md").read_text(encoding="utf-8")
+    assert all(f"`{name}`" in reference for name in ALL_TOOLS)
