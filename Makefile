@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PORT ?= 8420
 
-.PHONY: serve demo test lint bench bench-locomo bench-scale bench-extraction bench-server clean
+.PHONY: serve demo test lint bench bench-locomo bench-scale bench-extraction bench-server bench-mcp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,10 @@ bench-extraction: $(STAMP)
 bench-server: $(STAMP)
 	$(BIN)/python bench/server_load.py
 
-bench: bench-locomo bench-scale bench-extraction bench-server
+bench-mcp: $(STAMP)
+	$(BIN)/python bench/mcp_latency.py
+
+bench: bench-locomo bench-scale bench-extraction bench-server bench-mcp
 
 clean:
 	rm -rf $(VENV) .memlane-demo .pytest_cache .mypy_cache .ruff_cache
