@@ -33,6 +33,7 @@ from wire_server import closed_port
 from memlane import Memory
 from memlane.mcp import Grant, build_server, http_app
 from memlane.server import KeyStore, create_app
+from memlane.server.audit import AuditLog
 from memlane.testing import HashEmbedder
 
 ALL_TOOLS = {
@@ -258,11 +259,28 @@ def store(tmp_path: Path) -> Any:
 async def test_http_serves_every_tool_inside_its_grant(tmp_path: Path, store: Memory) -> None:
     bob_id = seed_bob(store)
     keys = KeyStore(tmp_path / "keys.db")
-    _, admin = keys.create("admin", admin=True)
-    with serving(http_app(store, keys=keys)) as url:
+    admin_key, admin = keys.create("admin", admin=True)
+    audit = AuditLog(tmp_path / "audit.log")
+    with serving(http_app(store, keys=keys, audit=audit)) as url:
         async with http_client(url, Authorization=f"Bearer {admin}", **{"X-Memlane-User-Id": "alice"}) as client:
             await tool_contract(client, bob_id)
+    audit.close()
     assert store.get(bob_id)["memory"] == BOB_SECRET
+    # every write is in the audit log: who, what, which ids, how it ended; never the text
+    text = (tmp_path / "audit.log").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert {line["via"] for line in lines} == {"mcp"} and {line["key_id"] for line in lines} == {admin_key.id}
+    outcomes = [(line["action"], line["status"]) for line in lines]
+    assert outcomes.count(("add", "ok")) == 4 and ("update", "ok") in outcomes and ("delete", "ok") in outcomes
+    foreign = [line for line in lines if line.get("memory_id") == bob_id]
+    assert [(line["action"], line["status"]) for line in foreign] == [
+        ("delete", "MemoryNotFound"),
+        ("update", "MemoryNotFound"),
+    ]
+    assert lines[0]["scope"] == {"user_id": "alice", "agent_id": None, "run_id": None}
+    assert lines[0]["events"][0][1] == "ADD"
+    for words in ("window seats", "aisle", "flowerpot", "hijacked", "Lisbon"):
+        assert words not in text
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -392,6 +410,8 @@ def test_memlane_mcp_http_command(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         # uvicorn shuts down, then re-raises the signal it caught: the conventional exit of a SIGTERM
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    audited = (tmp_path / "audit.log").read_text()
+    assert '"via": "mcp"' in audited and '"action": "add"' in audited and "peanuts" not in audited
     refused = subprocess.run(
         [*base, "--no-auth", "--host", "0.0.0.0", "--port", str(port), "--user-id", "x"],
         capture_output=True, text=True, timeout=120, env=env, check=False,

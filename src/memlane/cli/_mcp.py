@@ -65,10 +65,11 @@ def mcp(
         MemoryClient(state.url, api_key=state.api_key) if state.url else Memory(config=state.config())
     )
     click.get_current_context().call_on_close(backend.close)
-    keys_path = None if no_auth else str(state.config().home_path() / "keys.db")
+    home = state.config().home_path()
     run(
         backend, transport="stdio" if transport == "stdio" else "http", grant=grant, read_only=read_only,
-        host=host, port=port, keys_path=keys_path, rate_limit=rate_limit, log_level=log_level,
+        host=host, port=port, keys_path=None if no_auth else str(home / "keys.db"),
+        audit_path=str(home / "audit.log"), rate_limit=rate_limit, log_level=log_level,
     )  # fmt: skip
 
 

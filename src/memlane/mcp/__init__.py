@@ -60,6 +60,7 @@ def run(
     host: str = "127.0.0.1",
     port: int = 8421,
     keys_path: str | None = None,
+    audit_path: str | None = None,
     rate_limit: float | None = None,
     log_level: str = "warning",
 ) -> None:
@@ -71,12 +72,14 @@ def run(
         grant: the scope to serve; required for stdio, optional for HTTP (connections bring it).
         keys_path: HTTP only: the ``keys.db`` to authenticate against; ``None`` serves without keys
             (refused unless ``host`` is loopback).
+        audit_path: HTTP only: the audit log to append each write to (``<home>/audit.log``).
         rate_limit: HTTP only: requests per second per key (keys may carry their own).
     Raises:
         ScopeRequired: stdio without a grant.
         InvalidRequest: no keys on a non-loopback host.
         MemlaneError: the warm-up failed.
     """
+    from memlane.server.audit import AuditLog
     from memlane.server.keys import KeyStore
     from memlane.server.settings import ServerSettings, is_loopback
 
@@ -96,5 +99,10 @@ def run(
     warm_up(backend, grant)
     settings = ServerSettings(rate_limit=rate_limit) if rate_limit is not None else ServerSettings()
     keys = KeyStore(Path(keys_path)) if keys_path is not None else None
-    app = http_app(backend, grant=grant, keys=keys, settings=settings, read_only=read_only, host=host)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    audit = AuditLog(Path(audit_path)) if audit_path is not None else None
+    app = http_app(backend, grant=grant, keys=keys, settings=settings, read_only=read_only, audit=audit, host=host)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    finally:
+        if audit is not None:
+            audit.close()

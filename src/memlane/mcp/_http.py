@@ -21,7 +21,8 @@ from urllib.parse import parse_qs
 
 from memlane import InvalidRequest, MemlaneError, Memory, MemoryClient, RateLimited
 from memlane.mcp._grant import SCOPE_FIELDS, Grant
-from memlane.mcp._tools import GRANT_STATE_KEY, build_server
+from memlane.mcp._tools import GRANT_STATE_KEY, KEY_STATE_KEY, build_server
+from memlane.server.audit import AuditLog
 from memlane.server.auth import ANONYMOUS, Guard, RateLimiter, authenticate
 from memlane.server.errors import error_response, status_for
 from memlane.server.keys import KeyStore
@@ -67,16 +68,16 @@ class _Gate:
             await self.app(scope, receive, send)
             return
         try:
-            granted = self._admit(scope)
+            key_id, granted = self._admit(scope)
         except MemlaneError as exc:
             extra = {"retry_after": exc.retry_after} if isinstance(exc, RateLimited) else {}
             response = error_response(status_for(exc), type(exc).__name__, str(exc), **extra)
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})[GRANT_STATE_KEY] = granted
+        scope.setdefault("state", {}).update({GRANT_STATE_KEY: granted, KEY_STATE_KEY: key_id})
         await self.app(scope, receive, send)
 
-    def _admit(self, scope: Scope) -> Grant:
+    def _admit(self, scope: Scope) -> tuple[str, Grant]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         key = authenticate(headers, self.keys) if self.keys is not None else ANONYMOUS
         rate = key.rate_limit or self.settings.rate_limit
@@ -87,7 +88,7 @@ class _Gate:
         Guard(key).check_scope(
             user_id=granted.user_id, agent_id=granted.agent_id, run_id=granted.run_id, operation="MCP connection"
         )
-        return granted
+        return key.id, granted
 
 
 def http_app(
@@ -97,6 +98,7 @@ def http_app(
     keys: KeyStore | None,
     settings: ServerSettings | None = None,
     read_only: bool = False,
+    audit: AuditLog | None = None,
     host: str = "127.0.0.1",
 ) -> ASGIApp:
     """The MCP streamable-HTTP app at ``/mcp``, guarded like the REST API.
@@ -108,9 +110,10 @@ def http_app(
         keys: the API key store; ``None`` serves without keys (the caller checks loopback).
         settings: the rate limit (the REST server's defaults otherwise).
         read_only: offer only the read tools.
+        audit: where to record writes (``memlane mcp`` uses the REST server's ``<home>/audit.log``).
         host: the interface served, for the SDK's DNS-rebinding protection on loopback.
     """
-    server = build_server(backend, grant=None, read_only=read_only)
+    server = build_server(backend, grant=None, read_only=read_only, audit=audit)
     inner = server.streamable_http_app(
         streamable_http_path=MCP_PATH, stateless_http=True, json_response=True, host=host
     )

@@ -31,11 +31,13 @@ from memlane.mcp._render import (
     render_memories,
     render_memory,
 )
+from memlane.server.audit import AuditLog
 
-__all__ = ["GRANT_STATE_KEY", "MAX_TEXT_CHARS", "build_server"]
+__all__ = ["GRANT_STATE_KEY", "KEY_STATE_KEY", "MAX_TEXT_CHARS", "build_server"]
 
-# Where the HTTP middleware leaves a request's grant (in the ASGI scope's "state").
+# Where the HTTP middleware leaves a request's grant and API key id (in the ASGI scope's "state").
 GRANT_STATE_KEY = "memlane.grant"
+KEY_STATE_KEY = "memlane.key_id"
 MAX_TEXT_CHARS = 32_000
 
 Backend = Memory | MemoryClient
@@ -83,15 +85,20 @@ def _result(rendered: tuple[str, Any]) -> CallToolResult:
 class _Tools:
     """The backend and grant the tool closures share."""
 
-    def __init__(self, backend: Backend, grant: Grant | None) -> None:
+    def __init__(self, backend: Backend, grant: Grant | None, audit: AuditLog | None) -> None:
         self.backend = backend
         self.grant = grant
+        self.audit = audit
+
+    @staticmethod
+    def _state(ctx: Context) -> dict[str, Any]:
+        request = ctx.request_context.request
+        state: dict[str, Any] = getattr(request, "scope", {}).get("state", {}) if request is not None else {}
+        return state
 
     def grant_for(self, ctx: Context) -> Grant:
         """The request's grant (HTTP) or the server's (stdio); never neither."""
-        request = ctx.request_context.request
-        state = getattr(request, "scope", {}).get("state", {}) if request is not None else {}
-        granted = state.get(GRANT_STATE_KEY)
+        granted = self._state(ctx).get(GRANT_STATE_KEY)
         if isinstance(granted, Grant):
             return granted
         if self.grant is None:
@@ -102,12 +109,41 @@ class _Tools:
         """Run a blocking backend call in a worker thread."""
         return await anyio.to_thread.run_sync(call)
 
-    async def check_id(self, grant: Grant, memory_id: str) -> None:
-        """Raise MemoryNotFound unless the memory (live, or retired and known by history) is in the grant."""
+    async def write(
+        self,
+        ctx: Context,
+        action: str,
+        call: Callable[[], T],
+        record: dict[str, Any],
+        events: Callable[[T], list[list[str]]] | None = None,
+    ) -> T:
+        """Run a write and, when there is an audit log, record who did it, to which ids, and how it ended.
+
+        Like the REST server's audit lines: key id, scope and memory ids, events; never the text.
+        """
+        line = {"via": "mcp", "key_id": self._state(ctx).get(KEY_STATE_KEY), "action": action, **record}
         try:
-            grant.check_memory(await self.run(lambda: self.backend.get(memory_id)))
-        except MemoryNotFound:
-            grant.check_history(memory_id, await self.run(lambda: self.backend.history(memory_id)))
+            result = await self.run(call)
+        except MemlaneError as exc:
+            if self.audit is not None:
+                self.audit.write({**line, "status": type(exc).__name__})
+            raise
+        if self.audit is not None:
+            self.audit.write({**line, "status": "ok", **({"events": events(result)} if events else {})})
+        return result
+
+    def checked(self, grant: Grant, memory_id: str, then: Callable[[], T]) -> Callable[[], T]:
+        """``then``, preceded by the check that the memory (live, or retired and known by its
+        history) lies in the grant: MemoryNotFound otherwise, exactly as for an unknown id."""
+
+        def call() -> T:
+            try:
+                grant.check_memory(self.backend.get(memory_id))
+            except MemoryNotFound:
+                grant.check_history(memory_id, self.backend.history(memory_id))
+            return then()
+
+        return call
 
 
 def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -252,7 +288,9 @@ def _write_tools(server: MCPServer, tools: _Tools) -> None:
         """
         scope = tools.grant_for(ctx).scope_for("add", user_id=user_id, agent_id=agent_id, run_id=run_id)
         message = {"role": role, "content": text}
-        result = await tools.run(
+        result = await tools.write(
+            ctx,
+            "add",
             lambda: tools.backend.add(
                 message,
                 user_id=scope.user_id,
@@ -260,7 +298,9 @@ def _write_tools(server: MCPServer, tools: _Tools) -> None:
                 run_id=scope.run_id,
                 metadata=metadata,
                 infer=infer,
-            )
+            ),
+            {"scope": scope.as_dict()},
+            lambda added: [[r["id"], r["event"]] for r in added["results"]],
         )
         return _result(render_add(result))
 
@@ -276,18 +316,18 @@ def _write_tools(server: MCPServer, tools: _Tools) -> None:
         metadata: Metadata = None,
     ) -> Annotated[CallToolResult, MemoryOutput]:
         """Replace a memory's text when it is wrong or out of date (the old text stays in memory_history)."""
-        grant = tools.grant_for(ctx)
-        await tools.check_id(grant, memory_id)
-        item = await tools.run(lambda: tools.backend.update(memory_id, text, metadata=metadata))
+        update = tools.checked(
+            tools.grant_for(ctx), memory_id, lambda: tools.backend.update(memory_id, text, metadata=metadata)
+        )
+        item = await tools.write(ctx, "update", update, {"memory_id": memory_id})
         return _result(render_memory(item, f"Updated memory {memory_id!r}:"))
 
     @server.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True), title="Delete a memory")
     @_guarded
     async def delete_memory(memory_id: MemoryId, ctx: Context) -> Annotated[CallToolResult, DeleteOutput]:
         """Forget one memory, e.g. when the user asks you to or it is no longer true. Its history is kept."""
-        grant = tools.grant_for(ctx)
-        await tools.check_id(grant, memory_id)
-        await tools.run(lambda: tools.backend.delete(memory_id))
+        delete = tools.checked(tools.grant_for(ctx), memory_id, lambda: tools.backend.delete(memory_id))
+        await tools.write(ctx, "delete", delete, {"memory_id": memory_id})
         return _result(render_delete(memory_id))
 
 
@@ -299,7 +339,14 @@ INSTRUCTIONS = (
 )
 
 
-def build_server(backend: Backend, *, grant: Grant | None, read_only: bool = False, name: str = "memlane") -> MCPServer:
+def build_server(
+    backend: Backend,
+    *,
+    grant: Grant | None,
+    read_only: bool = False,
+    audit: AuditLog | None = None,
+    name: str = "memlane",
+) -> MCPServer:
     """An MCP server whose tools work on ``backend`` inside ``grant``.
 
     Args:
@@ -307,9 +354,11 @@ def build_server(backend: Backend, *, grant: Grant | None, read_only: bool = Fal
         grant: the scope every call stays in; ``None`` when each HTTP request brings its own
             (the middleware of :func:`memlane.mcp.http_app` puts it on the request).
         read_only: offer only search, list, get and history.
+        audit: where to record each add, update and delete (the REST server's audit format,
+            marked ``"via": "mcp"``); none by default.
     """
     server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
-    tools = _Tools(backend, grant)
+    tools = _Tools(backend, grant, audit)
     _read_tools(server, tools)
     if not read_only:
         _write_tools(server, tools)
