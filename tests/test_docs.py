@@ -72,3 +72,23 @@ def test_clients_have_the_memory_api_and_document_it() -> None:
         )
         undocumented = sorted(n for n in _public_methods(client) if f"`{n}`" not in text)
         assert not undocumented, f"docs/server.md does not mention {client.__name__}.{undocumented}"
+
+
+def test_llama_index_integration_is_documented() -> None:
+    """Every public method, property and setting of the LlamaIndex adapters is in docs/llama_index.md."""
+    from llama_index.core.memory import BaseMemoryBlock
+
+    from memlane.integrations.llama_index import MemlaneMemory, MemlaneMemoryBlock
+
+    text = (DOCS / "llama_index.md").read_text(encoding="utf-8")
+    for cls in (MemlaneMemory, MemlaneMemoryBlock):
+        own = {
+            name
+            for name, member in vars(cls).items()
+            if not name.startswith(("_", "model_"))
+            and (inspect.isfunction(member) or isinstance(member, classmethod | property))
+        } - {"class_name"}  # LlamaIndex's serialisation key, not an API
+        names = own | (set(cls.model_fields) - set(BaseMemoryBlock.model_fields))
+        missing = sorted(n for n in names if not re.search(rf"(\b{re.escape(n)}\s*\(|`{re.escape(n)}`)", text))
+        assert not missing, f"docs/llama_index.md does not mention {cls.__name__}.{missing}"
+        assert len(own) >= 4, f"{cls.__name__}: found only {sorted(own)}; the check lost track of the methods"

@@ -1,21 +1,21 @@
 """How memories reach the model: as clearly delimited, quoted data, never as free text.
 
 Each memory is one ``<memory ...>`` element whose attributes (id, times, source, score) and body
-are JSON strings. JSON quoting keeps a memory on one line with its quotes escaped, and ``<``/``>``
-are escaped too (``\\u003c``), so a stored text can neither close its element nor pass for
-another one: "ignore previous instructions" arrives as a quoted string inside a labelled record.
+are JSON strings (:func:`memlane.core.quoting.quote_data`: one line, ``<``/``>`` escaped), so a
+stored text can neither close its element nor pass for another one: "ignore previous
+instructions" arrives as a quoted string inside a labelled record.
 The same data also goes out as ``structuredContent`` for hosts that read JSON.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from typing_extensions import TypedDict
 
 from memlane import AddResult, HistoryEvent, MemoryItem, Source
+from memlane.core.quoting import quote_data
 
 __all__ = [
     "PREAMBLE",
@@ -98,15 +98,7 @@ class DeleteOutput(TypedDict):
     deleted: bool
 
 
-# Characters a JSON string may hold raw but that would let a text forge a tag or break its line
-# (json.dumps already escapes quotes, backslashes and the C0 controls).
-_ESCAPES = str.maketrans({c: f"\\u{ord(c):04x}" for c in "<>\x85\u2028\u2029"})
-
-
-def _quote(value: object) -> str:
-    """A one-line JSON string literal that cannot open or close a tag."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return json.dumps(text, ensure_ascii=False).translate(_ESCAPES)
+_quote = quote_data  # short, for the many f-strings below
 
 
 def _element(tag: str, attributes: Mapping[str, object], body: str) -> str:
