@@ -531,3 +531,13 @@ def test_docs_show_the_tested_host_configs_and_every_tool() -> None:
             assert line.replace('"${MEMLANE_USER_ID:-me}"', "me") in script.replace('"${MEMLANE_USER_ID:-me}"', "me")
     reference = (root / "docs" / "mcp.md").read_text(encoding="utf-8")
     assert all(f"`{name}`" in reference for name in ALL_TOOLS)
+
+
+async def test_an_unexpected_failure_gives_a_reference_not_internals(store: Memory, monkeypatch: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk /srv/secret/path exploded")
+
+    monkeypatch.setattr(store, "search", broken)  # a bug in the engine, as the tool sees it
+    async with Client(build_server(store, grant=Grant(user_id="alice"))) as client:
+        failed = error_of(await call(client, "search_memories", query="anything"))
+    assert failed.startswith("InternalError: unexpected error (ref ") and "/srv/secret" not in failed

@@ -9,6 +9,8 @@ back as tool errors (``isError``) reading ``TypeName: message``, so the model ca
 """
 
 import functools
+import logging
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -41,6 +43,7 @@ KEY_STATE_KEY = "memlane.key_id"
 MAX_TEXT_CHARS = 32_000
 
 Backend = Memory | MemoryClient
+log = logging.getLogger("memlane.mcp")
 T = TypeVar("T")
 
 _SCOPE_NOTE = (
@@ -147,7 +150,11 @@ class _Tools:
 
 
 def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn memlane's errors into tool errors the model can read (the SDK keeps the signature)."""
+    """Turn memlane's errors into tool errors the model can read (the SDK keeps the signature).
+
+    Anything else is a bug: like the REST server's 500, the caller gets a reference and the log
+    gets the traceback, never the other way round (its text could hold paths or other internals).
+    """
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> CallToolResult:
@@ -155,6 +162,11 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             result: CallToolResult = await fn(*args, **kwargs)
         except MemlaneError as exc:
             return _error(exc)
+        except Exception:
+            ref = uuid.uuid4().hex[:12]
+            log.exception("unexpected error in MCP tool %s (ref %s)", fn.__name__, ref)
+            text = f"InternalError: unexpected error (ref {ref}); the memlane server's log has details"
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
         return result
 
     return wrapper
