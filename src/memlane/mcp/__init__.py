@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from pathlib import Path
 from typing import Literal
 
-from memlane import InvalidRequest, Memory, MemoryClient
+from memlane import Memory, MemoryClient
 from memlane.mcp._grant import Grant
 from memlane.mcp._http import MCP_PATH, http_app
 from memlane.mcp._tools import build_server
@@ -81,7 +81,7 @@ def run(
     """
     from memlane.server.audit import AuditLog
     from memlane.server.keys import KeyStore
-    from memlane.server.settings import ServerSettings, is_loopback
+    from memlane.server.settings import ServerSettings, require_auth_or_loopback
 
     if transport == "stdio":
         granted = grant or Grant()
@@ -89,11 +89,7 @@ def run(
         warm_up(backend, granted)
         build_server(backend, grant=granted, read_only=read_only).run("stdio")
         return
-    if keys_path is None and not is_loopback(host):
-        raise InvalidRequest(
-            f"--no-auth serves every memory to anyone who can connect, so it binds only to loopback, not {host!r}; "
-            "create an API key with `memlane keys create` instead"
-        )
+    require_auth_or_loopback(host, auth=keys_path is not None)
     import uvicorn
 
     warm_up(backend, grant)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from memlane import InvalidRequest, Memory, MemoryConfig
 from memlane.server.app import create_app
 from memlane.server.keys import ApiKey, KeyStore
-from memlane.server.settings import ServerSettings, is_loopback
+from memlane.server.settings import ServerSettings, require_auth_or_loopback
 
 __all__ = ["ApiKey", "KeyStore", "ServerSettings", "app_from_env", "create_app", "load_config", "serve"]
 
@@ -60,11 +60,7 @@ def serve(
         InvalidRequest: ``auth=False`` on a non-loopback host, bad limits or worker count.
         ConfigError: the config is invalid.
     """
-    if not auth and not is_loopback(host):
-        raise InvalidRequest(
-            f"--no-auth serves every memory to anyone who can connect, so it binds only to loopback "
-            f"(127.0.0.1, ::1, localhost), not {host!r}; create an API key with `memlane keys create` instead"
-        )
+    require_auth_or_loopback(host, auth=auth)
     if not isinstance(workers, int) or workers < 1:
         raise InvalidRequest(f"workers must be a positive integer, got {workers!r}")
     config = load_config(config_file, home)

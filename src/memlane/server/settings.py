@@ -11,7 +11,7 @@ from typing import Any
 
 from memlane import InvalidRequest
 
-__all__ = ["ServerSettings", "is_loopback"]
+__all__ = ["ServerSettings", "is_loopback", "require_auth_or_loopback"]
 
 _ENV = "MEMLANE_SERVER_SETTINGS"
 
@@ -24,6 +24,19 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def require_auth_or_loopback(host: str, *, auth: bool) -> None:
+    """Refuse to serve without API keys anywhere but loopback (``memlane serve`` and ``memlane mcp``).
+
+    Raises:
+        InvalidRequest: ``auth`` is off and ``host`` is not a loopback address.
+    """
+    if not auth and not is_loopback(host):
+        raise InvalidRequest(
+            f"--no-auth serves every memory to anyone who can connect, so it binds only to loopback "
+            f"(127.0.0.1, ::1, localhost), not {host!r}; create an API key with `memlane keys create` instead"
+        )
 
 
 @dataclass(frozen=True)
