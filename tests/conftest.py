@@ -18,6 +18,7 @@ from wire_server import closed_port
 
 from memlane import AsyncMemory, Memory
 from memlane.testing import FrozenClock, HashEmbedder
+from memlane.testing._postgres import LocalPostgres
 
 
 @pytest.fixture
@@ -33,6 +34,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for item in items
         if not (item.get_closest_marker("embedded_only") and "[remote" in item.nodeid.rsplit("/", 1)[-1])
     ]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """One real PostgreSQL 18 + pgvector on 127.0.0.1 in a temp dir for the session, stopped at the end."""
+    with LocalPostgres() as server:
+        yield server
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalPostgres) -> str:
+    """The URL of a fresh, empty database (with pgvector) on the session's PostgreSQL."""
+    return postgres_server.create_database(f"test_{next(_databases)}")
 
 
 @pytest.fixture(params=["embedded", "remote"])

@@ -1,18 +1,19 @@
-"""Row-level SQL shared by the SQLite store's writes: reading rows, inserting, deleting, recording
+"""Row-level SQL shared by the SQL stores' writes: reading rows, inserting, deleting, recording
 history, and applying one add's extracted facts (:class:`FactWriter`).
 
-Every function here runs inside a transaction the caller opened (``SQLiteStore._write``).
+Every function here runs inside a transaction the store opened, through a :class:`Tx`, in SQL that
+SQLite and PostgreSQL both run (see :mod:`memlane.stores.sql_tx`).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from memlane.core.records import FactOutcome, FactPlan, FactWrite, NewMemory, StoredMemory
+from memlane.stores.sql_tx import Tx
 from memlane.types import Scope
 
 __all__ = [
@@ -53,7 +54,8 @@ def row_to_memory(row: Sequence[Any]) -> StoredMemory:
         role=row[6],
         memory=row[7],
         hash=row[8],
-        metadata=json.loads(row[9]),
+        # JSON text in SQLite, already decoded from jsonb in PostgreSQL.
+        metadata=json.loads(row[9]) if isinstance(row[9], str) else row[9],
         created_at=row[10],
         updated_at=row[11],
         timestamp=row[12],
@@ -72,12 +74,12 @@ def scope_sql(scope: Scope, alias: str = "m") -> tuple[str, list[Any]]:
         if value is not None:
             parts.append(f"{alias}.{key} = ?")
             params.append(value)
-    return " AND ".join(parts) or "1", params
+    return " AND ".join(parts) or "TRUE", params
 
 
-def live_duplicate(conn: sqlite3.Connection, key: Sequence[str]) -> tuple[str, str | None, int] | None:
+def live_duplicate(tx: Tx, key: Sequence[str]) -> tuple[str, str | None, int] | None:
     """(id, expires_at, rid) of the current memory with this (user, agent, run, actor, hash), if any."""
-    row = conn.execute(
+    row = tx.execute(
         "SELECT id, expires_at, rid FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? "
         "AND actor_id = ? AND hash = ? AND version_of IS NULL",
         tuple(key),
@@ -85,9 +87,9 @@ def live_duplicate(conn: sqlite3.Connection, key: Sequence[str]) -> tuple[str, s
     return (row[0], row[1], row[2]) if row else None
 
 
-def insert_row(conn: sqlite3.Connection, r: NewMemory, prev_rid: int | None) -> sqlite3.Cursor:
-    """Insert one new memory row (the triggers index it and log the change)."""
-    return conn.execute(
+def insert_row(tx: Tx, r: NewMemory, prev_rid: int | None) -> int:
+    """Insert one new memory row (the backend's triggers index it); returns its row id."""
+    return tx.insert(
         "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, "
         "n_terms, hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -108,13 +110,14 @@ def insert_row(conn: sqlite3.Connection, r: NewMemory, prev_rid: int | None) -> 
             r.timestamp,
             r.expires_at,
             prev_rid,
-            r.embedding.astype("<f4").tobytes(),
+            tx.vector(r.embedding),
         ),
+        "rid",
     )
 
 
 def record(
-    conn: sqlite3.Connection,
+    tx: Tx,
     memory_id: str,
     event: str,
     old: str | None,
@@ -124,31 +127,34 @@ def record(
     scope: Sequence[str],
 ) -> None:
     """Append one history event."""
-    conn.execute(
+    tx.execute(
         "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, effective_at, user_id, "
         "agent_id, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (memory_id, event, old, new, created_at, effective_at, *scope),
     )
 
 
-def delete_rows(conn: sqlite3.Connection, where: str, params: list[Any], now_iso: str) -> int:
+def delete_rows(tx: Tx, where: str, params: list[Any], now_iso: str) -> int:
     """Delete the rows matching ``where`` (over ``memories m``), past versions included, with
     their provenance; history records each current memory's deletion. Returns how many current
     memories were deleted."""
-    conn.execute(
+    tx.execute(
         "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, effective_at, user_id, "
         "agent_id, run_id) SELECT m.id, 'DELETE', m.memory, NULL, ?, ?, m.user_id, m.agent_id, m.run_id "
         f"FROM memories m WHERE ({where}) AND {LIVE}",
         [now_iso, now_iso, *params],
     )
-    ids = [r[0] for r in conn.execute(f"SELECT COALESCE(m.version_of, m.id) FROM memories m WHERE {where}", params)]
-    count = conn.execute(f"SELECT count(*) FROM memories m WHERE ({where}) AND {LIVE}", params).fetchone()[0]
-    conn.execute(f"DELETE FROM memories AS m WHERE {where}", params)
-    _unlink(conn, set(ids))
+    ids = [
+        r[0]
+        for r in tx.execute(f"SELECT COALESCE(m.version_of, m.id) FROM memories m WHERE {where}", params).fetchall()
+    ]
+    count = tx.execute(f"SELECT count(*) FROM memories m WHERE ({where}) AND {LIVE}", params).fetchone()[0]
+    tx.execute(f"DELETE FROM memories AS m WHERE {where}", params)
+    _unlink(tx, set(ids))
     return int(count)
 
 
-def _unlink(conn: sqlite3.Connection, memory_ids: set[str]) -> None:
+def _unlink(tx: Tx, memory_ids: set[str]) -> None:
     """Drop deleted memories' provenance links, and the source messages nothing links to any more."""
     if not memory_ids:
         return
@@ -156,11 +162,13 @@ def _unlink(conn: sqlite3.Connection, memory_ids: set[str]) -> None:
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        sids = [r[0] for r in conn.execute(f"SELECT sid FROM memory_sources WHERE memory_id IN ({marks})", chunk)]
-        conn.execute(f"DELETE FROM memory_sources WHERE memory_id IN ({marks})", chunk)
+        sids = [
+            r[0] for r in tx.execute(f"SELECT sid FROM memory_sources WHERE memory_id IN ({marks})", chunk).fetchall()
+        ]
+        tx.execute(f"DELETE FROM memory_sources WHERE memory_id IN ({marks})", chunk)
         for s in range(0, len(sids), 500):
             part = sids[s : s + 500]
-            conn.execute(
+            tx.execute(
                 f"DELETE FROM sources WHERE sid IN ({','.join('?' * len(part))}) "
                 "AND NOT EXISTS (SELECT 1 FROM memory_sources ms WHERE ms.sid = sources.sid)",
                 part,
@@ -177,14 +185,16 @@ class FactWriter:
     memory of another scope can be touched whatever the plan names.
     """
 
-    def __init__(self, conn: sqlite3.Connection, plan: FactPlan, now_iso: str) -> None:
-        self.conn = conn
+    def __init__(self, tx: Tx, plan: FactPlan, now_iso: str) -> None:
+        self.tx = tx
         self.plan = plan
         self.now = now_iso
         self._sids: dict[int, int] = {}
 
     def run(self) -> list[FactOutcome]:
-        """Apply every write, in order."""
+        """Apply every write, in order (holding the write lock of the facts' scope first)."""
+        for scope in sorted({self._scope(w.new) for w in self.plan.writes}):
+            self.tx.lock_scope(scope)
         return [self._apply(w) for w in self.plan.writes]
 
     def _scope(self, r: NewMemory) -> tuple[str, str, str]:
@@ -193,9 +203,7 @@ class FactWriter:
     def _target(self, w: FactWrite) -> StoredMemory | None:
         if w.target_id is None:
             return None
-        row = self.conn.execute(
-            f"SELECT {COLUMNS} FROM memories m WHERE m.id = ? AND {LIVE}", (w.target_id,)
-        ).fetchone()
+        row = self.tx.execute(f"SELECT {COLUMNS} FROM memories m WHERE m.id = ? AND {LIVE}", (w.target_id,)).fetchone()
         if row is None or (row[2], row[3], row[4]) != self._scope(w.new) or row[8] != w.target_hash:
             return None
         return row_to_memory(row)
@@ -210,48 +218,48 @@ class FactWriter:
         if w.action == "UPDATE":
             return self._update(w, target)
         self._archive(target, w.new.timestamp)
-        self.conn.execute("DELETE FROM memories WHERE id = ?", (target.id,))
-        record(self.conn, target.id, "DELETE", target.memory, None, self.now, w.new.timestamp, self._scope(w.new))
+        self.tx.execute("DELETE FROM memories WHERE id = ?", (target.id,))
+        record(self.tx, target.id, "DELETE", target.memory, None, self.now, w.new.timestamp, self._scope(w.new))
         self._link(target.id, w.sources)
         return FactOutcome(target.id, "DELETE", target.memory)
 
     def _add(self, w: FactWrite) -> FactOutcome:
         r = w.new
         key = (*self._scope(r), r.actor_id or "", r.hash)
-        existing = live_duplicate(self.conn, key)
+        existing = live_duplicate(self.tx, key)
         if existing is not None and (existing[1] is None or existing[1] > self.now):
             self._link(existing[0], w.sources)
-            memory = self.conn.execute("SELECT memory FROM memories WHERE id = ?", (existing[0],)).fetchone()[0]
+            memory = self.tx.execute("SELECT memory FROM memories WHERE id = ?", (existing[0],)).fetchone()[0]
             return FactOutcome(existing[0], "NONE", memory)
         if existing is not None:
-            delete_rows(self.conn, "m.id = ?", [existing[0]], self.now)
-        insert_row(self.conn, r, None)
-        record(self.conn, r.id, "ADD", None, r.memory, self.now, r.timestamp, key[:3])
+            delete_rows(self.tx, "m.id = ?", [existing[0]], self.now)
+        insert_row(self.tx, r, None)
+        record(self.tx, r.id, "ADD", None, r.memory, self.now, r.timestamp, key[:3])
         self._link(r.id, w.sources)
         return FactOutcome(r.id, "ADD", r.memory)
 
     def _update(self, w: FactWrite, target: StoredMemory) -> FactOutcome:
         r = w.new
-        clash = live_duplicate(self.conn, (*self._scope(r), target.actor_id or "", r.hash))
+        clash = live_duplicate(self.tx, (*self._scope(r), target.actor_id or "", r.hash))
         if clash is not None and clash[0] != target.id:
             # The rewritten text is already another memory: the fact is known there.
             self._link(clash[0], w.sources)
-            memory = self.conn.execute("SELECT memory FROM memories WHERE id = ?", (clash[0],)).fetchone()[0]
+            memory = self.tx.execute("SELECT memory FROM memories WHERE id = ?", (clash[0],)).fetchone()[0]
             return FactOutcome(clash[0], "NONE", memory)
         self._archive(target, r.timestamp)
-        self.conn.execute(
+        self.tx.execute(
             "UPDATE memories SET memory = ?, search_text = ?, n_terms = ?, hash = ?, updated_at = ?, timestamp = ?, "
             "embedding = ? WHERE id = ?",
             (r.memory, r.search_text, len(r.search_text.split()), r.hash, self.now, r.timestamp,
-             r.embedding.astype("<f4").tobytes(), target.id),
+             self.tx.vector(r.embedding), target.id),
         )  # fmt: skip
-        record(self.conn, target.id, "UPDATE", target.memory, r.memory, self.now, r.timestamp, self._scope(r))
+        record(self.tx, target.id, "UPDATE", target.memory, r.memory, self.now, r.timestamp, self._scope(r))
         self._link(target.id, w.sources)
         return FactOutcome(target.id, "UPDATE", r.memory, target.memory)
 
     def _archive(self, target: StoredMemory, until: str) -> None:
         """Keep the target's current text as a past version, true until ``until``."""
-        self.conn.execute(
+        self.tx.execute(
             "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, "
             "hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding, version_of, "
             "valid_until) SELECT ?, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, hash, "
@@ -265,10 +273,12 @@ class FactWriter:
             if sid is None:
                 msg = self.plan.messages[index]
                 scope = self._scope(self.plan.writes[0].new)
-                cur = self.conn.execute(
+                sid = self._sids[index] = self.tx.insert(
                     "INSERT INTO sources (user_id, agent_id, run_id, role, name, content, timestamp, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (*scope, msg.role, msg.name, msg.content, msg.timestamp, self.now),
+                    "sid",
                 )
-                sid = self._sids[index] = int(cur.lastrowid or 0)
-            self.conn.execute("INSERT OR IGNORE INTO memory_sources (memory_id, sid) VALUES (?, ?)", (memory_id, sid))
+            self.tx.execute(
+                "INSERT INTO memory_sources (memory_id, sid) VALUES (?, ?) ON CONFLICT DO NOTHING", (memory_id, sid)
+            )

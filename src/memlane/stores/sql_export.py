@@ -1,28 +1,27 @@
-"""Export pages and one-transaction import for the SQLite store (see :mod:`memlane.core.portable`).
+"""Export pages and one-transaction import for the SQL stores (see :mod:`memlane.core.portable`).
 
 Reads page by row id (memories) and by ``(memory_id, id)`` (history): each page is one short read
 transaction, so an export of any size holds no lock between pages and sees each page whole.
 
-An import runs inside the caller's write transaction (``SQLiteStore._write``): rows go in through
-plain ``INSERT``s, so the triggers index them, count them in ``stats`` and log them in ``changes``
-for every process's vector cache, exactly as ``insert`` and ``apply_facts`` do.
+An import runs inside the caller's write transaction (through a :class:`Tx`): rows go in through
+plain ``INSERT``s, so the backend's triggers index and count them exactly as for ``insert`` and
+``apply_facts``.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 from memlane.core.records import ImportOutcome, PortableEvent, PortableMemory, SourceMessage
-from memlane.errors import InvalidRequest, MemoryConflict, StoreError
-from memlane.stores.sqlite_rows import live_duplicate, none, scope_sql
+from memlane.errors import InvalidRequest, MemoryConflict
+from memlane.stores.sql_rows import live_duplicate, none, scope_sql
+from memlane.stores.sql_tx import Tx
 from memlane.types import Scope
 
-__all__ = ["Importer", "export_page", "history_page", "snapshot"]
+__all__ = ["Importer", "export_page", "history_page"]
 
-T = TypeVar("T")
 _CHUNK = 500
 _PAGE_COLUMNS = (
     "m.rid, m.id, m.user_id, m.agent_id, m.run_id, m.actor_id, m.role, m.memory, m.hash, m.metadata, "
@@ -30,57 +29,45 @@ _PAGE_COLUMNS = (
 )
 
 
-def snapshot(conn: sqlite3.Connection, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-    """Run the reads of ``fn`` in one read transaction (a consistent page), ended before returning.
-
-    The caller holds the store's connection lock.
-    """
-    try:
-        conn.execute("BEGIN")
-        try:
-            return fn(conn)
-        finally:
-            conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        raise StoreError(f"reading {what} failed: {exc}") from exc
-
-
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
 
 
-def _select_in(conn: sqlite3.Connection, sql: str, values: Iterable[Any]) -> list[Any]:
+def _select_in(tx: Tx, sql: str, values: Iterable[Any]) -> list[Any]:
     """``sql`` with ``{marks}`` as an ``IN`` list, over ``values`` in chunks."""
     out: list[Any] = []
     for chunk in _chunks(list(values)):
-        out += conn.execute(sql.replace("{marks}", ",".join("?" * len(chunk))), chunk).fetchall()
+        out += tx.execute(sql.replace("{marks}", ",".join("?" * len(chunk))), chunk).fetchall()
     return out
 
 
-def export_page(conn: sqlite3.Connection, scope: Scope | None, after_rid: int, limit: int) -> list[PortableMemory]:
+def export_page(tx: Tx, scope: Scope | None, after_rid: int, limit: int) -> list[PortableMemory]:
     """Up to ``limit`` rows of ``scope`` (all when None) with ``rid > after_rid``, by rid, with their sources."""
-    where, params = scope_sql(scope) if scope is not None else ("1", [])
+    where, params = scope_sql(scope) if scope is not None else ("TRUE", [])
     # NOT INDEXED: walk the table by rid from after_rid. Through a scope index, every page would
     # sort the whole scope again (quadratic over a large scope's export); this reads the table once.
-    rows = conn.execute(
-        f"SELECT {_PAGE_COLUMNS} FROM memories m NOT INDEXED LEFT JOIN memories p ON p.rid = m.prev_rid "
+    # (PostgreSQL's planner walks the primary key by itself for ORDER BY rid LIMIT.)
+    hint = " NOT INDEXED" if tx.dialect == "sqlite" else ""
+    rows = tx.execute(
+        f"SELECT {_PAGE_COLUMNS} FROM memories m{hint} LEFT JOIN memories p ON p.rid = m.prev_rid "
         f"WHERE m.rid > ? AND {where} ORDER BY m.rid LIMIT ?",
         [after_rid, *params, limit],
     ).fetchall()
     page = [
         PortableMemory(
             id=r[1], memory=r[7], hash=r[8], user_id=none(r[2]), agent_id=none(r[3]), run_id=none(r[4]),
-            role=r[6], actor_id=none(r[5]), metadata=json.loads(r[9]), created_at=r[10], updated_at=r[11],
+            role=r[6], actor_id=none(r[5]), metadata=json.loads(r[9]) if isinstance(r[9], str) else r[9],
+            created_at=r[10], updated_at=r[11],
             timestamp=r[12], expires_at=r[13], version_of=r[14], valid_until=r[15], conversational=r[6] is not None,
             prev_id=r[16], rid=r[0],
         )
         for r in rows
     ]  # fmt: skip
-    carriers = _carriers(conn, page)
+    carriers = _carriers(tx, page)
     if carriers:
         found = _select_in(
-            conn,
+            tx,
             "SELECT ms.memory_id, s.role, s.name, s.content, s.timestamp FROM memory_sources ms "
             "JOIN sources s ON s.sid = ms.sid WHERE ms.memory_id IN ({marks}) ORDER BY ms.memory_id, s.sid",
             carriers,
@@ -90,7 +77,7 @@ def export_page(conn: sqlite3.Connection, scope: Scope | None, after_rid: int, l
     return page
 
 
-def _carriers(conn: sqlite3.Connection, page: list[PortableMemory]) -> dict[str, PortableMemory]:
+def _carriers(tx: Tx, page: list[PortableMemory]) -> dict[str, PortableMemory]:
     """Memory id -> the row of this page that carries the memory's sources.
 
     Sources belong to a memory id, not a row: the current row carries them, or, for a memory that
@@ -100,10 +87,10 @@ def _carriers(conn: sqlite3.Connection, page: list[PortableMemory]) -> dict[str,
     orphans = {m.version_of for m in page if m.version_of is not None and m.version_of not in out}
     if not orphans:
         return out
-    live = {r[0] for r in _select_in(conn, "SELECT id FROM memories WHERE id IN ({marks})", orphans)}
+    live = {r[0] for r in _select_in(tx, "SELECT id FROM memories WHERE id IN ({marks})", orphans)}
     newest = dict(
         _select_in(
-            conn,
+            tx,
             "SELECT version_of, max(rid) FROM memories WHERE version_of IN ({marks}) GROUP BY version_of",
             orphans - live,
         )
@@ -114,19 +101,18 @@ def _carriers(conn: sqlite3.Connection, page: list[PortableMemory]) -> dict[str,
     return out
 
 
-def history_page(
-    conn: sqlite3.Connection, scope: Scope | None, after: tuple[str, int] | None, limit: int
-) -> list[PortableEvent]:
+def history_page(tx: Tx, scope: Scope | None, after: tuple[str, int] | None, limit: int) -> list[PortableEvent]:
     """Up to ``limit`` history events of ``scope`` after ``(memory_id, seq)``, by memory id then age."""
-    where, params = scope_sql(scope, alias="h") if scope is not None else ("1", [])
+    where, params = scope_sql(scope, alias="h") if scope is not None else ("TRUE", [])
     if after is not None:
         where += " AND (h.memory_id, h.id) > (?, ?)"
         params = [*params, *after]
     # The (memory_id, id) index gives the order: one pass over history in all, whatever the scope.
-    rows = conn.execute(
+    hint = " INDEXED BY history_memory" if tx.dialect == "sqlite" else ""
+    rows = tx.execute(
         "SELECT h.id, h.memory_id, h.event, h.old_memory, h.new_memory, h.created_at, "
         "COALESCE(h.effective_at, h.created_at), h.user_id, h.agent_id, h.run_id, h.redacted "
-        f"FROM history h INDEXED BY history_memory WHERE {where} ORDER BY h.memory_id, h.id LIMIT ?",
+        f"FROM history h{hint} WHERE {where} ORDER BY h.memory_id, h.id LIMIT ?",
         [*params, limit],
     ).fetchall()
     return [
@@ -152,8 +138,8 @@ class Importer:
     in input order, so the store keeps their relative order.
     """
 
-    def __init__(self, conn: sqlite3.Connection, now_iso: str, on_conflict: Literal["error", "skip"]) -> None:
-        self.conn = conn
+    def __init__(self, tx: Tx, now_iso: str, on_conflict: Literal["error", "skip"]) -> None:
+        self.tx = tx
         self.now = now_iso
         self.on_conflict = on_conflict
         self._rids: dict[str, int] = {}
@@ -167,6 +153,8 @@ class Importer:
             MemoryConflict: a conflict, with ``on_conflict="error"``.
         """
         self._check_vectors(memories)
+        for scope in sorted({_scope(m) for m in memories}):
+            self.tx.lock_scope(scope)
         skip = self._conflicts(memories, events)
         kept = [m for m in memories if m.memory_id not in skip]
         pending = {m.id for m in kept}
@@ -178,9 +166,9 @@ class Importer:
             self._rids[m.id] = self._insert(m, self._prev_rid(m.prev_id, pending))
             self._link(m)
         for mid, prev_id in late:
-            self.conn.execute("UPDATE memories SET prev_rid = ? WHERE rid = ?", (self._rids[prev_id], self._rids[mid]))
+            self.tx.execute("UPDATE memories SET prev_rid = ? WHERE rid = ?", (self._rids[prev_id], self._rids[mid]))
         written = [e for e in events if e.memory_id not in skip]
-        self.conn.executemany(
+        self.tx.executemany(
             "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, effective_at, user_id, "
             "agent_id, run_id, redacted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(e.memory_id, e.event, e.old_memory, e.new_memory, e.created_at, e.effective_at, *_scope(e),
@@ -191,7 +179,7 @@ class Importer:
         return ImportOutcome(imported=len(kept), skipped=skipped, history=len(written))
 
     def _check_vectors(self, memories: Sequence[PortableMemory]) -> None:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'embedder_dimension'").fetchone()
+        row = self.tx.execute("SELECT value FROM meta WHERE key = 'embedder_dimension'").fetchone()
         dimension = int(row[0]) if row is not None else None
         for m in memories:
             if m.embedding.ndim != 1 or m.embedding.size == 0 or m.embedding.size != (dimension or m.embedding.size):
@@ -210,7 +198,7 @@ class Importer:
             ("SELECT DISTINCT version_of FROM memories WHERE version_of IN ({marks})", keys),
             ("SELECT DISTINCT memory_id FROM history WHERE memory_id IN ({marks})", keys),
         ):
-            known |= {r[0] for r in _select_in(self.conn, sql, values)}
+            known |= {r[0] for r in _select_in(self.tx, sql, values)}
         skip: set[str] = set()
         taken: dict[tuple[str, ...], str] = {}
         for m in memories:
@@ -222,7 +210,7 @@ class Importer:
             if m.version_of is not None:
                 continue
             key = (*_scope(m), m.actor_id or "", m.hash)
-            clash = live_duplicate(self.conn, key)
+            clash = live_duplicate(self.tx, key)
             other = clash[0] if clash is not None else taken.get(key)
             if other is not None:
                 self._conflict(skip, m.id, f"memory {m.id!r} duplicates the text of memory {other!r} in its scope")
@@ -244,19 +232,19 @@ class Importer:
             return None
         if prev_id in self._rids:
             return self._rids[prev_id]
-        row = self.conn.execute("SELECT rid FROM memories WHERE id = ?", (prev_id,)).fetchone()
+        row = self.tx.execute("SELECT rid FROM memories WHERE id = ?", (prev_id,)).fetchone()
         return int(row[0]) if row is not None else None
 
     def _insert(self, m: PortableMemory, prev_rid: int | None) -> int:
-        cur = self.conn.execute(
+        return self.tx.insert(
             "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, "
             "hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding, version_of, "
             "valid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (m.id, *_scope(m), m.actor_id or "", m.role, m.memory, m.search_text, len(m.search_text.split()), m.hash,
              json.dumps(m.metadata, ensure_ascii=False), m.created_at, m.updated_at, m.timestamp, m.expires_at,
-             prev_rid, m.embedding.astype("<f4").tobytes(), m.version_of, m.valid_until),
+             prev_rid, self.tx.vector(m.embedding), m.version_of, m.valid_until),
+            "rid",
         )  # fmt: skip
-        return int(cur.lastrowid or 0)
 
     def _link(self, m: PortableMemory) -> None:
         """Store the memory's source messages and link them to it, in order.
@@ -269,11 +257,13 @@ class Importer:
             key = (*_scope(m), s.role, s.name, s.content, s.timestamp)
             sid = self._sids.get(key, 0)
             if sid <= last:
-                cur = self.conn.execute(
+                sid = self._sids[key] = self.tx.insert(
                     "INSERT INTO sources (user_id, agent_id, run_id, role, name, content, timestamp, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (*key, self.now),
+                    "sid",
                 )
-                sid = self._sids[key] = int(cur.lastrowid or 0)
-            self.conn.execute("INSERT OR IGNORE INTO memory_sources (memory_id, sid) VALUES (?, ?)", (m.memory_id, sid))
+            self.tx.execute(
+                "INSERT INTO memory_sources (memory_id, sid) VALUES (?, ?) ON CONFLICT DO NOTHING", (m.memory_id, sid)
+            )
             last = sid
