@@ -1,8 +1,8 @@
 """The store contract (``memlane.testing.StoreContract``) run over every backend we ship.
 
-Adding a backend is one entry in ``BACKENDS``: a function that, given a per-test temp dir,
-returns a factory of new handles on one fresh database (a Postgres entry would create a schema
-or database there and drop it in its teardown).
+Adding a backend is one entry in ``BACKENDS``: a function that, given the test's fixture request,
+returns a factory of new handles on one fresh database (SQLite: a file in tmp_path; PostgreSQL: a
+new database on the session's real server).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from memlane.stores.postgres import PostgresStore
 from memlane.stores.sqlite import SQLiteStore
 from memlane.testing import StoreContract, StoreFactory, StoreUnderTest
 
@@ -23,16 +24,26 @@ def _sqlite(tmp_path: Path) -> StoreFactory:
     return make
 
 
-BACKENDS: dict[str, Callable[[Path], StoreFactory]] = {
-    "sqlite": _sqlite,
-    # "postgres": _postgres,  (one line per backend)
+def _postgres(request: pytest.FixtureRequest) -> StoreFactory:
+    # A fresh database per test on the session's real PostgreSQL (tests/conftest.py).
+    url: str = request.getfixturevalue("postgres_url")
+
+    def make() -> StoreUnderTest:
+        return PostgresStore(url, min_size=1, max_size=4, timeout=10.0)
+
+    return make
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], StoreFactory]] = {
+    "sqlite": lambda request: _sqlite(request.getfixturevalue("tmp_path")),
+    "postgres": _postgres,
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+def store_factory(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
     """New handles on one fresh database of the backend; every handle is closed afterwards."""
-    make = BACKENDS[request.param](tmp_path)
+    make = BACKENDS[request.param](request)
     handles: list[StoreUnderTest] = []
 
     def factory() -> StoreUnderTest:

@@ -1,0 +1,354 @@
+"""The PostgreSQL store: the embedded store's schema and semantics on PostgreSQL + pgvector.
+
+Row-level operations are shared with SQLite (:class:`memlane.stores.sql_store.SQLStore`); this
+module holds the connection pool, transactions and PostgreSQL's own search: an HNSW cosine index
+(pgvector) for meaning, a GIN-indexed ``tsvector`` for keywords, and trigger-kept BM25 statistics.
+
+- Every public operation is one transaction. Writes that can create or change a memory of an
+  exact scope take that scope's advisory lock first (:meth:`PostgresTx.lock_scope`), so many
+  processes and machines can write one database: concurrent adds of one fact end as one memory,
+  and the unique index ``memories_dedupe`` stands behind it. A write that loses a deadlock or a
+  serialization race is retried whole (it is deterministic: ids are chosen before it starts).
+- Filters and scopes are compiled to SQL with bound parameters only (``core.filters_pg``).
+- Dense search is exact inside small scopes (the rows are few; HNSW with a selective filter
+  would return too few) and uses the HNSW index with pgvector's iterative scan in large ones.
+
+``AsyncMemory`` drives this store from worker threads, like the embedded one: the pool is
+thread-safe and psycopg releases the GIL while it waits on the network, so one implementation
+serves both drivers (an asyncio copy of every query would be a second store to keep in step).
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from memlane.core.filters import Node
+from memlane.errors import ConfigError, EmbedderMismatch, InvalidRequest, StoreBusy, StoreError
+from memlane.protocols import Vector
+from memlane.stores.sql_store import FILTER_COLUMNS, SQLStore
+from memlane.stores.sql_tx import PostgresTx, Tx, pg_sql
+from memlane.types import Scope
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Scopes with fewer matching rows than this are searched exactly (a few ms at 384 dimensions).
+EXACT_SEARCH_ROWS = 4000
+_RETRIES = 5
+_BM25_K1 = 1.2
+_BM25_B = 0.75
+
+
+def _masked(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _tsquery_lexeme(term: str) -> str:
+    """One term as a quoted tsquery lexeme (bound as a parameter, never pasted into SQL)."""
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+class PostgresStore(SQLStore):
+    """Memories in PostgreSQL with pgvector. Nothing connects until ``open`` (or ``migrate``).
+
+    Args:
+        url: a libpq URL or DSN, e.g. ``postgresql://memlane:secret@db:5432/memlane``.
+        schema: the PostgreSQL schema holding memlane's tables (several stores can share a database).
+        min_size, max_size: connections the pool keeps open / may open.
+        timeout: seconds to wait for a connection from the pool (then ``StoreBusy``).
+
+    Raises:
+        InvalidRequest: a bad schema name or pool size.
+    """
+
+    def __init__(
+        self, url: str, *, schema: str = "memlane", min_size: int = 1, max_size: int = 10, timeout: float = 30.0
+    ) -> None:
+        if not isinstance(url, str) or not url.strip():
+            raise InvalidRequest("url must be a PostgreSQL URL, e.g. postgresql://user:password@host:5432/dbname")
+        if not _SCHEMA.fullmatch(schema):
+            raise InvalidRequest(f"schema must be a lower-case SQL identifier ([a-z_][a-z0-9_]*), got {schema!r}")
+        if min_size < 1 or max_size < min_size:
+            raise InvalidRequest(f"need 1 <= min_size <= max_size, got min_size={min_size}, max_size={max_size}")
+        self.url = url
+        self.schema = schema
+        self.min_size = min_size
+        self.max_size = max_size
+        self.timeout = timeout
+        self._pool: ConnectionPool[Any] | None = None
+        self._lock = threading.Lock()
+        self._search_path = f'"{schema}", public'
+
+    def describe(self) -> str:
+        """The URL (password masked) and schema, for messages."""
+        return f"{_masked(self.url)} (schema {self.schema})"
+
+    # -- connections and transactions ------------------------------------------------------
+    def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url, connect_timeout=max(1, int(self.timeout)))
+        except psycopg.Error as exc:
+            raise StoreError(f"could not connect to {self.describe()}: {exc}") from exc
+
+    def migrate(self) -> builtins.list[int]:
+        """Install pgvector if needed, create the schema and apply pending migrations.
+
+        Returns:
+            The migration versions applied now ([] when the schema was current).
+        Raises:
+            StoreError: the database is unreachable, pgvector cannot be installed, or a migration
+                failed (it rolled back whole).
+        """
+        import psycopg
+
+        from memlane.stores.postgres_schema import ensure_extension, migrate
+
+        with self._connect() as conn:
+            try:
+                vector_schema = ensure_extension(conn)
+                if vector_schema not in ("public", self.schema):
+                    self._search_path = f'"{self.schema}", "{vector_schema}", public'
+                conn.execute(f"SET search_path TO {self._search_path}")
+                return migrate(conn, self.schema)
+            except psycopg.Error as exc:
+                raise StoreError(f"could not migrate {self.describe()} (rolled back): {exc}") from exc
+
+    def open(self, embedder_id: str, dimension: int) -> None:
+        """Migrate, check the embedder (recording it on first use) and open the connection pool.
+
+        Raises:
+            ConfigError: psycopg, psycopg_pool or pgvector are not installed.
+            EmbedderMismatch: the store records a different embedder id or dimension.
+            StoreError: the database is unreachable or cannot be migrated.
+        """
+        with self._lock:
+            if self._pool is not None:
+                return
+            try:
+                import pgvector.psycopg  # noqa: F401
+                import psycopg  # noqa: F401
+                from psycopg_pool import ConnectionPool
+            except ImportError as exc:
+                raise ConfigError(
+                    f"the PostgreSQL store needs psycopg, psycopg_pool and pgvector ({exc.name} is missing): "
+                    "pip install 'memlane[postgres]'"
+                ) from exc
+            self.migrate()
+            self._check_embedder(embedder_id, dimension)
+            pool: ConnectionPool[Any] = ConnectionPool(
+                self.url,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                timeout=self.timeout,
+                configure=self._configure,
+                open=False,
+                name=f"memlane-{self.schema}",
+            )
+            try:
+                pool.open(wait=True, timeout=self.timeout)
+            except Exception as exc:
+                pool.close()
+                raise StoreError(f"could not open a connection pool to {self.describe()}: {exc}") from exc
+            self._pool = pool
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        from pgvector.psycopg import register_vector
+
+        conn.execute(f"SET search_path TO {self._search_path}")
+        register_vector(conn)
+        conn.commit()
+
+    def _check_embedder(self, embedder_id: str, dimension: int) -> None:
+        import psycopg
+
+        from memlane.stores.postgres_schema import register_embedder
+
+        with self._connect() as conn:
+            try:
+                conn.execute(f"SET search_path TO {self._search_path}")
+                recorded = register_embedder(conn, self.schema, embedder_id, dimension)
+            except psycopg.Error as exc:
+                raise StoreError(f"could not register the embedder in {self.describe()}: {exc}") from exc
+        if recorded is not None:
+            raise EmbedderMismatch(
+                f"{self.describe()} was written with embedder {recorded} but this Memory uses {embedder_id!r} "
+                f"({dimension}); configure the original embedder, or use another schema for the new one"
+            )
+
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        if self._pool is None:
+            raise StoreError("the store is not open; call open() first (Memory does this for you)")
+        return self._pool
+
+    def close(self) -> None:
+        """Close the pool (the store reopens on the next ``open``)."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], T], what: str, *, retry: bool) -> T:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        for attempt in range(_RETRIES):
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    return fn(conn)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                if not retry or attempt == _RETRIES - 1:
+                    raise StoreBusy(f"{what} on {self.describe()} kept conflicting with other writers: {exc}") from exc
+                time.sleep(0.01 * 2**attempt)
+            except PoolTimeout as exc:
+                raise StoreBusy(
+                    f"no free connection to {self.describe()} within {self.timeout}s; raise max_connections "
+                    "or timeout, or add capacity"
+                ) from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"{what} on {self.describe()} failed and was rolled back: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _write(self, fn: Callable[[Tx], T]) -> T:
+        return self._run(lambda conn: fn(PostgresTx(conn, self.schema)), "a write", retry=True)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[Any]:
+        return self._run(lambda conn: conn.execute(pg_sql(sql), params).fetchall(), "a read", retry=True)
+
+    def _snapshot(self, fn: Callable[[Tx], T]) -> T:
+        def run(conn: psycopg.Connection[Any]) -> T:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return fn(PostgresTx(conn, self.schema))
+
+        return self._run(run, "an export read", retry=True)
+
+    def _filter_sql(self, node: Node) -> tuple[str, builtins.list[Any]]:
+        from memlane.core.filters_pg import compile_postgres
+
+        sql, params = compile_postgres(node, metadata_column="m.metadata", columns=FILTER_COLUMNS)
+        # The shared SQL speaks "?": compile_postgres speaks psycopg's "%s" (and "%%").
+        return sql.replace("%s", "?").replace("%%", "%"), params
+
+    def reset(self) -> None:
+        """Delete every memory, history event, statistic and the embedder record: an empty store."""
+
+        def run(tx: Tx) -> None:
+            tx.execute("TRUNCATE memories, history, memory_sources, sources, doc_stats, term_stats")
+            tx.execute("DELETE FROM meta WHERE key IN ('embedder_id', 'embedder_dimension')")
+
+        self._write(run)
+        self.close()
+
+    # -- search ----------------------------------------------------------------------------
+    def term_stats(self, terms: Sequence[str]) -> tuple[int, float, dict[str, int]]:
+        """(number of rows, mean analysed length, document frequency of each term)."""
+
+        def run(conn: psycopg.Connection[Any]) -> tuple[int, float, dict[str, int]]:
+            sql = "SELECT COALESCE(sum(docs), 0)::bigint, COALESCE(sum(terms), 0)::bigint FROM doc_stats"
+            docs, total = conn.execute(sql).fetchone()  # type: ignore[misc]
+            df: dict[str, int] = {}
+            if terms:
+                rows = conn.execute(
+                    "SELECT term, sum(docs)::bigint FROM term_stats WHERE term = ANY(%s) GROUP BY term",
+                    (builtins.list(terms),),
+                ).fetchall()
+                df = {term: int(count) for term, count in rows if count > 0}
+            return int(docs), (float(total) / docs if docs else 0.0), df
+
+        return self._run(run, "a read", retry=True)
+
+    def keyword(
+        self,
+        scope: Scope,
+        node: Node | None,
+        terms: Sequence[str],
+        k: int,
+        now: datetime,
+        as_of: datetime | None = None,
+    ) -> builtins.list[int]:
+        """Row ids of the best ``k`` BM25 matches (any query term) in scope (true at ``as_of`` if given).
+
+        BM25 over the GIN index's matches, each term weighted by its IDF and the row's length
+        normalised against the mean; term frequency inside one memory counts once (memories are
+        short facts and messages). ``Memory`` scores the candidates again with full BM25.
+        """
+        if not terms:
+            return []
+        n_docs, avg_len, df = self.term_stats(terms)
+        where, params = self._where(scope, node, now, as_of)
+        query = " | ".join(_tsquery_lexeme(t) for t in terms)
+        weights: builtins.list[Any] = []
+        parts = []
+        for term in terms:
+            n = df.get(term, 0)
+            idf = math.log(1 + (max(n_docs - n, 0) + 0.5) / (n + 0.5))
+            parts.append("CASE WHEN m.terms @@ ?::tsquery THEN ? ELSE 0 END")
+            weights += [_tsquery_lexeme(term), idf]
+        norm = f"(1 + {_BM25_K1} * (1 - {_BM25_B} + {_BM25_B} * m.n_terms / ?))"
+        sql = (
+            f"SELECT m.rid FROM memories m WHERE m.terms @@ ?::tsquery AND {where} "
+            f"ORDER BY ({' + '.join(parts)}) / {norm} DESC, m.rid DESC LIMIT ?"
+        )
+        return [r[0] for r in self._read(sql, [query, *params, *weights, max(avg_len, 1.0), k])]
+
+    def dense(
+        self,
+        scope: Scope,
+        node: Node | None,
+        query: Vector,
+        k: int,
+        now: datetime,
+        as_of: datetime | None = None,
+    ) -> builtins.list[tuple[int, float]]:
+        """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter (true at ``as_of``)."""
+        where, params = self._where(scope, node, now, as_of)
+        limit = EXACT_SEARCH_ROWS
+
+        def run(conn: psycopg.Connection[Any]) -> builtins.list[tuple[int, float]]:
+            count_sql = f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {where} LIMIT {limit}) AS s"
+            (count,) = conn.execute(pg_sql(count_sql), params).fetchone()  # type: ignore[misc]
+            if count < limit:
+                # Few rows: rank them all. MATERIALIZED keeps the planner off the HNSW index.
+                sql = (
+                    f"WITH c AS MATERIALIZED (SELECT m.rid, m.embedding FROM memories m WHERE {where}) "
+                    "SELECT rid, 1 - (embedding <=> ?) AS cosine FROM c ORDER BY cosine DESC, rid LIMIT ?"
+                )
+                rows = conn.execute(pg_sql(sql), [*params, query, k]).fetchall()
+            else:
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(100, 2 * k))),))
+                conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+                sql = (
+                    "SELECT m.rid, 1 - (m.embedding <=> ?) FROM memories m "
+                    f"WHERE {where} ORDER BY m.embedding <=> ? LIMIT ?"
+                )
+                rows = conn.execute(pg_sql(sql), [query, *params, query, k]).fetchall()
+            return sorted(((int(r[0]), float(r[1])) for r in rows), key=lambda x: (-x[1], x[0]))
+
+        return self._run(run, "a search", retry=True)
+
+    def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]:
+        """Cosine of the query to each row (for keyword-only candidates)."""
+        wanted = builtins.list(rids)
+        if not wanted:
+            return {}
+        rows = self._read("SELECT rid, 1 - (embedding <=> ?) FROM memories WHERE rid = ANY(?)", [query, wanted])
+        return {int(r[0]): float(r[1]) for r in rows}
