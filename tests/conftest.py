@@ -17,6 +17,7 @@ from server_harness import SharedServer
 from wire_server import closed_port
 
 from memlane import AsyncMemory, Memory
+from memlane.stores.postgres import PostgresStore
 from memlane.testing import FrozenClock, HashEmbedder
 from memlane.testing._postgres import LocalPostgres
 
@@ -32,7 +33,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items[:] = [
         item
         for item in items
-        if not (item.get_closest_marker("embedded_only") and "[remote" in item.nodeid.rsplit("/", 1)[-1])
+        if not (
+            item.get_closest_marker("embedded_only")
+            and any(f"[{face}" in item.nodeid.rsplit("/", 1)[-1] for face in ("remote", "postgres"))
+        )
     ]
 
 
@@ -52,9 +56,10 @@ def postgres_url(postgres_server: LocalPostgres) -> str:
     return postgres_server.create_database(f"test_{next(_databases)}")
 
 
-@pytest.fixture(params=["embedded", "remote"])
+@pytest.fixture(params=["embedded", "postgres", "remote"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """Which face of the API a behavioural test drives: ``Memory``, or ``MemoryClient`` over HTTP."""
+    """Which face of the API a behavioural test drives: ``Memory`` on SQLite, ``Memory`` on a real
+    PostgreSQL, or ``MemoryClient`` over HTTP (to a server on SQLite)."""
     value: str = request.param
     return value
 
@@ -73,20 +78,42 @@ Facing = Callable[[Memory], AbstractContextManager[Any]]
 @pytest.fixture
 def facing(backend: str, request: pytest.FixtureRequest) -> Facing:
     """``facing(memory)``: ``memory`` itself, or a ``MemoryClient`` to the REST server serving it."""
-    if backend == "embedded":
+    if backend in ("embedded", "postgres"):
         return nullcontext
     server: SharedServer = request.getfixturevalue("rest_server")
     return server.facing
 
 
-@pytest.fixture
-def memory(tmp_path: Path, clock: FrozenClock, facing: Facing) -> Iterator[Memory]:
-    """A ``Memory`` over a fresh file, with the hash embedder and a frozen clock.
+def _store(backend: str, request: pytest.FixtureRequest, path: Path) -> dict[str, Any]:
+    """``Memory`` keyword arguments for the backend's store: a file, or a fresh PostgreSQL database."""
+    if backend != "postgres":
+        return {"path": path}
+    url: str = request.getfixturevalue("postgres_url")
+    return {"store": PostgresStore(url, max_size=4, timeout=10.0)}
 
-    Parametrised: the same tests also run through ``MemoryClient`` against the REST server.
+
+@pytest.fixture
+def memory(
+    tmp_path: Path, clock: FrozenClock, facing: Facing, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Memory]:
+    """A ``Memory`` over a fresh store, with the hash embedder and a frozen clock.
+
+    Parametrised: the same tests run on SQLite, on PostgreSQL, and through ``MemoryClient``
+    against the REST server.
     """
-    with Memory(path=tmp_path / "m.db", embedder=HashEmbedder(), clock=clock) as mem, facing(mem) as face:
+    store = _store(backend, request, tmp_path / "m.db")
+    with Memory(**store, embedder=HashEmbedder(), clock=clock) as mem, facing(mem) as face:
         yield face
+
+
+@pytest.fixture
+def reopen(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Callable[..., Memory]:
+    """``reopen(**kwargs)``: another ``Memory`` on the store the ``memory`` fixture uses."""
+
+    def make(**kwargs: Any) -> Memory:
+        return Memory(**_store(backend, request, tmp_path / "m.db"), **kwargs)
+
+    return make
 
 
 @pytest.fixture

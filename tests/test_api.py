@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -325,9 +326,9 @@ def test_delete_removes_everywhere_and_history_keeps_text(memory: Memory) -> Non
     assert not any(e["redacted"] for e in events)
 
 
-def test_delete_is_seen_by_a_second_instance(memory: Memory, tmp_path: Path) -> None:
+def test_delete_is_seen_by_a_second_instance(memory: Memory, reopen: Callable[..., Memory]) -> None:
     mid = _add_one(memory, "ticket ZX-4471 escalated", user_id="alice")
-    with Memory(path=tmp_path / "m.db", embedder=HashEmbedder(), clock=FrozenClock()) as other:
+    with reopen(embedder=HashEmbedder(), clock=FrozenClock()) as other:
         assert _ids(other.search("ZX-4471", user_id="alice")) == [mid]
         memory.delete(mid)
         assert other.search("ZX-4471", user_id="alice")["results"] == []
@@ -407,7 +408,7 @@ def test_history_of_unknown_id_is_empty(memory: Memory) -> None:
     assert memory.history("no-such-id") == []
 
 
-def test_reset_empties_everything(memory: Memory, tmp_path: Path) -> None:
+def test_reset_empties_everything(memory: Memory, reopen: Callable[..., Memory]) -> None:
     mid = _add_one(memory, "something", user_id="alice")
     memory.add("else", agent_id="a1")
     memory.reset()
@@ -423,14 +424,14 @@ def test_reset_empties_everything(memory: Memory, tmp_path: Path) -> None:
     memory.reset()
     memory.close()
     # reset also forgets which embedder wrote the file, so another one may take it over.
-    with Memory(path=tmp_path / "m.db", embedder=HashEmbedder(dimension=32)) as other:
+    with reopen(embedder=HashEmbedder(dimension=32)) as other:
         assert other.get_all(user_id="alice")["results"] == []
 
 
-def test_embedder_mismatch(memory: Memory, tmp_path: Path) -> None:
+def test_embedder_mismatch(memory: Memory, reopen: Callable[..., Memory]) -> None:
     memory.add("x", user_id="alice")
     memory.close()
-    other = Memory(path=tmp_path / "m.db", embedder=HashEmbedder(dimension=32))
+    other = reopen(embedder=HashEmbedder(dimension=32))
     with pytest.raises(EmbedderMismatch) as info:
         other.get_all(user_id="alice")
     assert isinstance(info.value, MemlaneError)
