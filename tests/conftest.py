@@ -84,7 +84,7 @@ def facing(backend: str, request: pytest.FixtureRequest) -> Facing:
     return server.facing
 
 
-def _store(backend: str, request: pytest.FixtureRequest, path: Path) -> dict[str, Any]:
+def store_for(backend: str, request: pytest.FixtureRequest, path: Path) -> dict[str, Any]:
     """``Memory`` keyword arguments for the backend's store: a file, or a fresh PostgreSQL database."""
     if backend != "postgres":
         return {"path": path}
@@ -101,7 +101,7 @@ def memory(
     Parametrised: the same tests run on SQLite, on PostgreSQL, and through ``MemoryClient``
     against the REST server.
     """
-    store = _store(backend, request, tmp_path / "m.db")
+    store = store_for(backend, request, tmp_path / "m.db")
     with Memory(**store, embedder=HashEmbedder(), clock=clock) as mem, facing(mem) as face:
         yield face
 
@@ -111,7 +111,7 @@ def reopen(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Call
     """``reopen(**kwargs)``: another ``Memory`` on the store the ``memory`` fixture uses."""
 
     def make(**kwargs: Any) -> Memory:
-        return Memory(**_store(backend, request, tmp_path / "m.db"), **kwargs)
+        return Memory(**store_for(backend, request, tmp_path / "m.db"), **kwargs)
 
     return make
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Facing
+from conftest import Facing, store_for
 
 from memlane import (
     AsyncMemory,
@@ -42,10 +42,13 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def memory(tmp_path: Path, llm: FakeLLM, clock: FrozenClock, facing: Facing) -> Iterator[Memory]:
-    """The extracting Memory, or (parametrised) a MemoryClient to the REST server running it."""
+def memory(
+    tmp_path: Path, llm: FakeLLM, clock: FrozenClock, facing: Facing, backend: str, request: pytest.FixtureRequest
+) -> Iterator[Memory]:
+    """The extracting Memory (on SQLite or PostgreSQL), or a MemoryClient to the REST server running it."""
+    store = store_for(backend, request, tmp_path / "m.db")
     with (
-        Memory(tmp_path / "m.db", embedder=HashEmbedder(), llm=llm, clock=clock, config=CONFIG) as m,
+        Memory(**store, embedder=HashEmbedder(), llm=llm, clock=clock, config=CONFIG) as m,
         facing(m) as face,
     ):
         yield face
