@@ -33,7 +33,7 @@ HASH = "cli-test-hash"
 BROKEN = "cli-test-broken"
 CLEAN_ENV: Mapping[str, str | None] = {
     "MEMLANE_HOME": None, "MEMLANE_CONFIG": None, "MEMLANE_URL": None, "MEMLANE_API_KEY": None,
-    "MEMLANE_JSON": None, "MEMLANE_DEBUG": None, "COLUMNS": "200",
+    "MEMLANE_JSON": None, "MEMLANE_DEBUG": None, "MEMLANE_DATABASE_URL": None, "COLUMNS": "200",
 }  # fmt: skip
 
 

@@ -7,7 +7,18 @@ The shape follows mem0's so an existing config carries over::
         "embedder": {"provider": "huggingface", "config": {"model": "all-MiniLM-L6-v2"}},
     })
 
-Environment: ``MEMLANE_HOME`` (default ``~/.memlane``) is where the default database lives.
+Environment:
+
+- ``MEMLANE_HOME`` (default ``~/.memlane``) is where the default SQLite database lives.
+- ``MEMLANE_DATABASE_URL``: when set, and the config does not name ``vector_store.provider``,
+  the store is PostgreSQL at that URL (``pip install 'memlane[postgres]'``); a ``postgres``
+  store configured without a ``url`` takes it too. Precedence, first match wins:
+  ``Memory(store=...)``, ``Memory(path=...)`` (a SQLite file), the provider the config names,
+  ``$MEMLANE_DATABASE_URL``, then ``<home>/memlane.db``. On the command line an explicit
+  ``--database-url`` beats the config file (see ``docs/postgres.md``).
+
+The ``vector_store`` section (its two providers, mem0's ``pgvector`` keys, building the store)
+lives in :mod:`memlane._store_config`.
 """
 
 from __future__ import annotations
@@ -15,21 +26,33 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from memlane._store_config import (
+    DATABASE_URL_ENV,
+    PostgresStoreOptions,
+    SQLiteStoreOptions,
+    StoreConfig,
+    mask_url,
+    postgres_store_config,
+)
 from memlane.core.ranking import RankingParams
 from memlane.errors import ConfigError
 
 __all__ = [
+    "DATABASE_URL_ENV",
     "EmbedderConfig",
     "ExtractionConfig",
     "LLMConfig",
     "MemoryConfig",
+    "PostgresStoreOptions",
     "RankingConfig",
+    "SQLiteStoreOptions",
     "StoreConfig",
     "default_home",
+    "mask_url",
 ]
 
 
@@ -81,28 +104,6 @@ class ExtractionConfig(_Strict):
     related_threshold: float = Field(0.4, ge=-1, le=1)
     duplicate_threshold: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(1024, ge=64, le=32_768)
-
-
-class SQLiteStoreOptions(_Strict):
-    """Options of the embedded SQLite store."""
-
-    path: str | None = None
-    busy_timeout: float = Field(30.0, gt=0)
-    durability: Literal["full", "normal"] = "full"
-
-
-class StoreConfig(_Strict):
-    """The storage backend (mem0's ``vector_store`` key)."""
-
-    provider: Literal["sqlite"] = "sqlite"
-    config: SQLiteStoreOptions = Field(default_factory=lambda: SQLiteStoreOptions())
-
-    @field_validator("provider", mode="before")
-    @classmethod
-    def _known(cls, value: object) -> object:
-        if value != "sqlite":
-            raise ValueError(f"unsupported store provider {value!r}; available: 'sqlite'")
-        return value
 
 
 class RankingConfig(_Strict):
@@ -171,10 +172,7 @@ class MemoryConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"invalid memlane config: {problems}") from exc
+            raise ConfigError(f"invalid memlane config: {_problems(exc)}") from exc
 
     @classmethod
     def from_file(cls, path: str | Path) -> MemoryConfig:
@@ -195,6 +193,36 @@ class MemoryConfig(_Strict):
 
     def database_path(self) -> Path:
         """Where the SQLite file lives: the store's ``path``, else ``<home>/memlane.db``."""
-        if self.vector_store.config.path:
-            return Path(self.vector_store.config.path).expanduser()
+        opts = self.vector_store.config
+        if isinstance(opts, SQLiteStoreOptions) and opts.path:
+            return Path(opts.path).expanduser()
         return self.home_path() / "memlane.db"
+
+    def store(self) -> StoreConfig:
+        """The store ``Memory(config=self)`` uses: ``vector_store`` with ``$MEMLANE_DATABASE_URL``
+        applied (see the module docstring); ``provider`` is always set.
+
+        Raises:
+            ConfigError: PostgreSQL without a URL, or SQLite options with no provider named while
+                ``$MEMLANE_DATABASE_URL`` is set.
+        """
+        return self.vector_store.resolved()
+
+    def with_database_url(self, url: str, *, schema: str | None = None) -> MemoryConfig:
+        """A copy whose store is PostgreSQL at ``url`` (``--database-url``); everything else is kept.
+
+        Args:
+            url: ``postgresql://user:password@host:5432/dbname`` or a libpq ``key=value`` string.
+            schema: the PostgreSQL schema; None keeps the configured one (default ``memlane``).
+        Raises:
+            ConfigError: the URL or schema name is malformed.
+        """
+        return self.model_copy(update={"vector_store": postgres_store_config(self.vector_store, url, schema=schema)})
+
+
+def _problems(exc: ValidationError) -> str:
+    """A validation error as ``path: message; ...`` (pydantic's "Value error, " prefix dropped)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {str(err['msg']).removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )

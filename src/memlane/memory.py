@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from memlane import transfer
+from memlane._store_config import build_store
 from memlane.config import MemoryConfig
 from memlane.core.filters import Node, parse_filter, to_iso
 from memlane.core.inputs import (
@@ -35,7 +36,6 @@ from memlane.errors import ConfigError, InvalidRequest, LLMRequired, MemoryNotFo
 from memlane.pipeline import AddContext, FactPipeline, UsageMeter, steering
 from memlane.protocols import LLM, Embedder, Store, Vector
 from memlane.providers import registry
-from memlane.stores.sqlite import SQLiteStore
 from memlane.types import AddResult, AddResultItem, HistoryEvent, MemoryItem, Scope, SearchResult, Source, Usage
 
 __all__ = ["Memory"]
@@ -81,7 +81,8 @@ class Memory:
     Args:
         path: the SQLite file (default ``$MEMLANE_HOME/memlane.db``, ``~/.memlane/memlane.db``).
         embedder: any :class:`memlane.protocols.Embedder` (default: local all-MiniLM-L6-v2).
-        store: a store object (default: :class:`SQLiteStore` at ``path``).
+        store: a store object (default: the config's ``vector_store``: SQLite at ``path``, or
+            PostgreSQL when the config names it or ``$MEMLANE_DATABASE_URL`` is set).
         config: a :class:`MemoryConfig` or config dict (see ``from_config``).
         llm: any :class:`memlane.protocols.LLM`; with one, ``add`` extracts facts (default: the
             config's ``llm``, built on first use; none: messages are stored verbatim).
@@ -110,10 +111,8 @@ class Memory:
             raise InvalidRequest("give path or store, not both")
         self.config = cfg
         self._embedder = embedder or registry.embedder(cfg.embedder.provider, cfg.embedder.config)
-        if store is None:
-            opts = cfg.vector_store.config
-            db = Path(path).expanduser() if path is not None else cfg.database_path()
-            store = SQLiteStore(db, busy_timeout=opts.busy_timeout, durability=opts.durability)
+        if store is None:  # the config's store: SQLite, or PostgreSQL (see memlane._store_config)
+            store = build_store(cfg.vector_store, path, cfg.database_path())
         self._store: Store = store
         self._ranking: RankingParams = cfg.ranking.params()
         self._clock = clock or (lambda: datetime.now(UTC))

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from memlane import MemlaneError, Memory, ServiceUnavailable, __version__
-from memlane.cli._app import State, pass_state
+from memlane.cli._app import State, database_url_option, pass_state
 from memlane.cli._output import emit_json, show_mapping, show_table
+from memlane.config import mask_url
 
 if TYPE_CHECKING:
     from memlane.server.keys import ApiKey, KeyStore
@@ -36,6 +37,7 @@ MASK = "********"
     default="info",
     show_default=True,
 )
+@database_url_option
 @pass_state
 def serve(
     state: State,
@@ -47,16 +49,19 @@ def serve(
     max_body_bytes: int | None,
     request_timeout: float | None,
     log_level: str,
+    database_url: str | None,
 ) -> None:
     """Run the memlane REST server on the local store until interrupted."""
     # Imported here: uvicorn and FastAPI load only for this command.
     from memlane.server import serve as run_server
 
+    if database_url:
+        state.use_database_url(database_url)
     given = {"rate_limit": rate_limit, "max_body_bytes": max_body_bytes, "request_timeout": request_timeout}
     limits = {name: value for name, value in given.items() if value is not None}
     run_server(
         host=host, port=port, workers=workers, auth=not no_auth, config_file=state.config_file, home=state.home,
-        log_level=log_level, **limits,
+        log_level=log_level, database_url=state.database_url if state.database_url_explicit else None, **limits,
     )  # fmt: skip
 
 
@@ -143,6 +148,10 @@ def config(state: State) -> None:
     data["home"] = str(cfg.home_path())
     for section in ("llm", "embedder"):
         data[section] = mask_secrets(data[section])
+    store = cfg.store().model_dump(mode="json")  # the store the commands use: the environment applied
+    if store["config"].get("url"):
+        store["config"]["url"] = mask_url(store["config"]["url"])
+    data["vector_store"] = mask_secrets(store)
     emit_json(data)
 
 
@@ -185,8 +194,11 @@ def _embedder_info(state: State, stored: dict[str, Any] | None) -> dict[str, Any
 def _local_info(state: State) -> dict[str, Any]:
     cfg = state.config()
     home = cfg.home_path()
+    store = cfg.store()
     db = cfg.database_path()
-    stored = _stored_embedder(db)
+    # PostgreSQL is not contacted: info reads nothing it would have to connect for.
+    database = {"store": store.describe()} if store.provider == "postgres" else _file(db)
+    stored = _stored_embedder(db) if store.provider == "sqlite" else None
     llm: dict[str, Any] | str
     if cfg.llm is None:
         llm = "none: messages stored verbatim"
@@ -196,7 +208,7 @@ def _local_info(state: State) -> dict[str, Any]:
         "version": __version__,
         "home": str(home),
         "config_file": state.config_file,
-        "database": _file(db),
+        "database": database,
         "keys": _file(home / "keys.db"),
         "audit_log": _file(home / "audit.log"),
         "embedder": _embedder_info(state, stored),

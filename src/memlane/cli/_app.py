@@ -3,6 +3,10 @@
 Every command goes through :class:`State` for its backend: an embedded :class:`memlane.Memory`
 or, with ``--url``, a ``memlane.MemoryClient``; both have the same methods, arguments, results
 and exceptions, so commands are written once against :class:`Backend`.
+
+The embedded store is the config's: SQLite under ``--home``, or PostgreSQL. ``--database-url``
+given on the command line beats the config file; from ``MEMLANE_DATABASE_URL`` it applies only
+when the config names no store provider (the same rule as ``Memory``, see ``memlane.config``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from memlane import (
     AddResult,
@@ -45,6 +50,7 @@ __all__ = [
     "Backend",
     "MemlaneGroup",
     "State",
+    "database_url_option",
     "exit_code",
     "json_object",
     "pass_state",
@@ -163,6 +169,8 @@ class State:
     url: str | None = None
     api_key: str | None = None
     json: bool = False
+    database_url: str | None = field(default=None, repr=False)  # repr=False: it may hold a password
+    database_url_explicit: bool = False
     _config: MemoryConfig | None = field(default=None, repr=False)
     _backend: Backend | None = field(default=None, repr=False)
 
@@ -174,8 +182,32 @@ class State:
         """
         if self._config is None:
             cfg = MemoryConfig.from_file(self.config_file) if self.config_file else MemoryConfig.from_dict({})
-            self._config = cfg.model_copy(update={"home": self.home}) if self.home else cfg
+            cfg = cfg.model_copy(update={"home": self.home}) if self.home else cfg
+            if self.database_url and self.database_url_explicit:
+                cfg = cfg.with_database_url(self.database_url)
+            self._config = cfg
         return self._config
+
+    def use_database_url(self, url: str) -> None:
+        """Drive the PostgreSQL store at ``url`` (a subcommand's ``--database-url``), whatever the config says.
+
+        Raises:
+            InvalidRequest: ``--url`` is given too.
+        """
+        self.database_url, self.database_url_explicit, self._config = url, True, None
+        self.check_targets()
+
+    def check_targets(self) -> None:
+        """Refuse ``--database-url`` given on the command line together with ``--url``.
+
+        Raises:
+            InvalidRequest: both are given.
+        """
+        if self.url and self.database_url_explicit:
+            raise InvalidRequest(
+                "--database-url drives a local PostgreSQL store and --url a memlane server: give one "
+                "(unset MEMLANE_URL to use the database)"
+            )
 
     def backend(self, *, create: bool = False) -> Backend:
         """The embedded ``Memory`` or, with ``--url``, a ``MemoryClient``; closed when the command ends.
@@ -194,7 +226,9 @@ class State:
     def _memory(self, create: bool) -> Backend:
         cfg = self.config()
         memory: Backend
-        if not create and not cfg.database_path().exists():
+        if cfg.store().provider == "postgres":
+            memory = Memory(config=cfg)  # a server: nothing to keep off the disk
+        elif not create and not cfg.database_path().exists():
             memory = Memory(":memory:", config=cfg)
         else:
             memory = Memory(config=cfg)
@@ -290,6 +324,15 @@ def json_object(ctx: click.Context, param: click.Parameter, value: str | None) -
     return parsed
 
 
+def database_url_option(fn: F) -> F:
+    """``--database-url URL`` on a subcommand (serve, mcp): the global option, also accepted after the command."""
+    return click.option(
+        "--database-url",
+        metavar="URL",
+        help="Serve the PostgreSQL store at URL, whatever --config says (as the global --database-url).",
+    )(fn)
+
+
 def scope_options(fn: F) -> F:
     """``--user/-u``, ``--agent/-a``, ``--run/-r``: the scope, as ``user_id``, ``agent_id``, ``run_id``."""
     fn = click.option("--run", "-r", "run_id", metavar="ID", help="Run (session) id of the scope.")(fn)
@@ -317,6 +360,13 @@ def scope_options(fn: F) -> F:
 )
 @click.option("--api-key", envvar="MEMLANE_API_KEY", help="API key for --url. [env: MEMLANE_API_KEY]")
 @click.option(
+    "--database-url",
+    envvar="MEMLANE_DATABASE_URL",
+    metavar="URL",
+    help="Use the PostgreSQL store at URL (postgresql://user:password@host:5432/db) instead of the "
+    "SQLite file; on the command line it beats --config. [env: MEMLANE_DATABASE_URL]",
+)
+@click.option(
     "--json", "json_output", is_flag=True, envvar="MEMLANE_JSON", help="Machine output: one JSON document on stdout."
 )
 @click.version_option(__version__, prog_name="memlane")
@@ -327,12 +377,18 @@ def cli(
     config_file: str | None,
     url: str | None,
     api_key: str | None,
+    database_url: str | None,
     json_output: bool,
 ) -> None:
     """memlane: a memory layer for LLM agents, from the command line.
 
-    Without --url the commands work on the embedded store under --home; with --url they talk to a
-    memlane server. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 not found, 4 authentication
-    or permission, 5 unavailable / retry later, 6 conflict.
+    Without --url the commands work on the embedded store under --home (or the PostgreSQL store of
+    --database-url); with --url they talk to a memlane server. Exit codes: 0 ok, 1 internal error,
+    2 bad input, 3 not found, 4 authentication or permission, 5 unavailable / retry later, 6 conflict.
     """
-    ctx.obj = State(home=home, config_file=config_file, url=url, api_key=api_key, json=json_output)
+    explicit = ctx.get_parameter_source("database_url") not in (ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT)
+    ctx.obj = State(
+        home=home, config_file=config_file, url=url, api_key=api_key, json=json_output,
+        database_url=database_url, database_url_explicit=bool(database_url) and explicit,
+    )  # fmt: skip
+    ctx.obj.check_targets()

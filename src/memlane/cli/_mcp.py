@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from memlane import InvalidRequest, Memory, MemoryClient
-from memlane.cli._app import State, pass_state
+from memlane.cli._app import State, database_url_option, pass_state
 
 __all__ = ["COMMANDS"]
 
@@ -32,6 +32,7 @@ __all__ = ["COMMANDS"]
     default="warning",
     show_default=True,
 )
+@database_url_option
 @pass_state
 def mcp(
     state: State,
@@ -45,6 +46,7 @@ def mcp(
     no_auth: bool,
     rate_limit: float | None,
     log_level: str,
+    database_url: str | None,
 ) -> None:
     """Serve memories as MCP tools (add, search, list, get, update, delete, history).
 
@@ -60,6 +62,8 @@ def mcp(
 
     if transport == "stdio" and (no_auth or rate_limit is not None):
         raise InvalidRequest("--no-auth and --rate-limit apply to --transport http only")
+    if database_url:
+        state.use_database_url(database_url)
     grant = Grant(user_id=user_id, agent_id=agent_id, run_id=run_id)
     backend: Memory | MemoryClient = (
         MemoryClient(state.url, api_key=state.api_key) if state.url else Memory(config=state.config())

@@ -1,4 +1,9 @@
-"""memlane's REST server: ``memlane serve``, or ``create_app(memory)`` inside your own ASGI stack."""
+"""memlane's REST server: ``memlane serve``, or ``create_app(memory)`` inside your own ASGI stack.
+
+``serve`` hands its config to the uvicorn workers through the environment (``MEMLANE_CONFIG``,
+``MEMLANE_HOME``, the server settings and, for ``--database-url``, ``MEMLANE_SERVE_DATABASE_URL``),
+so each worker builds the same ``Memory`` in :func:`app_from_env`.
+"""
 
 from __future__ import annotations
 
@@ -18,22 +23,31 @@ __all__ = ["ApiKey", "KeyStore", "ServerSettings", "app_from_env", "create_app",
 
 log = logging.getLogger("memlane.server")
 
+# ``serve(database_url=...)`` to its workers: unlike MEMLANE_DATABASE_URL it beats the config file.
+_DATABASE_URL_OVERRIDE = "MEMLANE_SERVE_DATABASE_URL"
 
-def load_config(config_file: str | None = None, home: str | None = None) -> MemoryConfig:
+
+def load_config(
+    config_file: str | None = None, home: str | None = None, database_url: str | None = None
+) -> MemoryConfig:
     """The ``MemoryConfig`` a server or CLI uses: a JSON file (or ``$MEMLANE_CONFIG``), then ``home``.
 
+    Args:
+        config_file, home: the config file and home directory (default: the environment's).
+        database_url: store memories in PostgreSQL at this URL, whatever the config file says.
     Raises:
-        ConfigError: an unreadable or invalid config file.
+        ConfigError: an unreadable or invalid config file, or a malformed ``database_url``.
     """
     path = config_file or os.environ.get("MEMLANE_CONFIG")
     config = MemoryConfig.from_file(path) if path else MemoryConfig()
-    return config.model_copy(update={"home": home}) if home else config
+    config = config.model_copy(update={"home": home}) if home else config
+    return config.with_database_url(database_url) if database_url else config
 
 
 def app_from_env() -> FastAPI:
     """The app a uvicorn worker builds (``memlane serve`` hands config and settings over the environment)."""
     settings = ServerSettings.from_env()
-    config = load_config()
+    config = load_config(database_url=os.environ.get(_DATABASE_URL_OVERRIDE) or None)
     return create_app(lambda: Memory(config=config), settings)
 
 
@@ -46,6 +60,7 @@ def serve(
     config_file: str | None = None,
     home: str | None = None,
     log_level: str = "info",
+    database_url: str | None = None,
     **limits: float | int | None,
 ) -> None:
     """Run the REST server until interrupted.
@@ -55,6 +70,9 @@ def serve(
         workers: processes sharing the store (each loads the embedder).
         auth: require API keys; ``False`` (``--no-auth``) is refused unless ``host`` is loopback.
         config_file, home: the memlane config and home (default ``$MEMLANE_CONFIG``, ``$MEMLANE_HOME``).
+        log_level: uvicorn's log level.
+        database_url: serve the PostgreSQL store at this URL, whatever the config says (without
+            it: the config's store, or ``$MEMLANE_DATABASE_URL`` when the config names none).
         limits: ``ServerSettings`` fields (``rate_limit``, ``max_body_bytes``, ``request_timeout``, ...).
     Raises:
         InvalidRequest: ``auth=False`` on a non-loopback host, bad limits or worker count.
@@ -63,15 +81,21 @@ def serve(
     require_auth_or_loopback(host, auth=auth)
     if not isinstance(workers, int) or workers < 1:
         raise InvalidRequest(f"workers must be a positive integer, got {workers!r}")
-    config = load_config(config_file, home)
+    config = load_config(config_file, home, database_url)
+    store = config.store()  # a store that cannot be built fails here, not in every worker
     settings = ServerSettings(auth=auth, home=str(config.home_path())).with_overrides(**limits)
     os.environ.update(settings.to_env())
+    if database_url:
+        os.environ[_DATABASE_URL_OVERRIDE] = database_url
+    else:
+        os.environ.pop(_DATABASE_URL_OVERRIDE, None)
     if config_file:
         os.environ["MEMLANE_CONFIG"] = str(Path(config_file).resolve())
     if home:
         os.environ["MEMLANE_HOME"] = str(Path(home).expanduser().resolve())
     if auth and not KeyStore(settings.keys_path).list():
         log.warning("no API keys yet: every request will get 401; create one with `memlane keys create --admin`")
+    log.info("memlane store: %s", store.describe())
     uvicorn.run(
         "memlane.server:app_from_env",
         factory=True,

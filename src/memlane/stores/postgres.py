@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from memlane.core.filters import Node
 from memlane.errors import ConfigError, EmbedderMismatch, InvalidRequest, StoreBusy, StoreError
@@ -50,14 +49,6 @@ EXACT_SEARCH_ROWS = 4000
 _RETRIES = 5
 _BM25_K1 = 1.2
 _BM25_B = 0.75
-
-
-def _masked(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _tsquery_lexeme(term: str) -> str:
@@ -98,10 +89,27 @@ class PostgresStore(SQLStore):
 
     def describe(self) -> str:
         """The URL (password masked) and schema, for messages."""
-        return f"{_masked(self.url)} (schema {self.schema})"
+        from memlane._store_config import mask_url
+
+        return f"{mask_url(self.url)} (schema {self.schema})"
 
     # -- connections and transactions ------------------------------------------------------
+    @staticmethod
+    def _driver() -> Any:
+        """psycopg, or a ConfigError naming the extra to install."""
+        try:
+            import pgvector.psycopg  # noqa: F401
+            import psycopg
+            import psycopg_pool  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                f"the PostgreSQL store needs psycopg, psycopg_pool and pgvector ({exc.name} is missing): "
+                "pip install 'memlane[postgres]'"
+            ) from exc
+        return psycopg
+
     def _connect(self) -> psycopg.Connection[Any]:
+        self._driver()
         import psycopg
 
         try:
@@ -118,6 +126,7 @@ class PostgresStore(SQLStore):
             StoreError: the database is unreachable, pgvector cannot be installed, or a migration
                 failed (it rolled back whole).
         """
+        self._driver()
         import psycopg
 
         from memlane.stores.postgres_schema import ensure_extension, migrate
@@ -143,15 +152,9 @@ class PostgresStore(SQLStore):
         with self._lock:
             if self._pool is not None:
                 return
-            try:
-                import pgvector.psycopg  # noqa: F401
-                import psycopg  # noqa: F401
-                from psycopg_pool import ConnectionPool
-            except ImportError as exc:
-                raise ConfigError(
-                    f"the PostgreSQL store needs psycopg, psycopg_pool and pgvector ({exc.name} is missing): "
-                    "pip install 'memlane[postgres]'"
-                ) from exc
+            self._driver()
+            from psycopg_pool import ConnectionPool
+
             self.migrate()
             self._check_embedder(embedder_id, dimension)
             pool: ConnectionPool[Any] = ConnectionPool(

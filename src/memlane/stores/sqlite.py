@@ -94,6 +94,31 @@ class SQLiteStore(SQLStore):
                 raise
             self._cache = VectorCache(dimension)
 
+    def describe(self) -> str:
+        """The database file, for messages."""
+        return str(self.path)
+
+    def migrate(self) -> builtins.list[int]:
+        """Create the file if needed and apply pending migrations (no embedder needed).
+
+        Returns:
+            The migration versions applied now ([] when the file was current).
+        Raises:
+            StoreError: the file cannot be opened or a migration failed (it rolled back).
+        """
+        with self._lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = connect(str(self.path), busy_timeout=self.busy_timeout, durability=self.durability)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"could not open {self.path}: {exc}") from exc
+            try:
+                return migrate(conn)
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not migrate {self.path} (rolled back): {exc}") from exc
+            finally:
+                conn.close()
+
     def _check_embedder(self, embedder_id: str, dimension: int) -> None:
         def check(tx: Tx) -> None:
             meta = dict(tx.execute("SELECT key, value FROM meta WHERE key LIKE 'embedder_%'").fetchall())
