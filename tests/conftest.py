@@ -51,9 +51,11 @@ _databases = iter(range(1, 1_000_000))
 
 
 @pytest.fixture
-def postgres_url(postgres_server: LocalPostgres) -> str:
-    """The URL of a fresh, empty database (with pgvector) on the session's PostgreSQL."""
-    return postgres_server.create_database(f"test_{next(_databases)}")
+def postgres_url(postgres_server: LocalPostgres) -> Iterator[str]:
+    """The URL of a fresh, empty database (with pgvector) on the session's PostgreSQL, dropped afterwards."""
+    name = f"test_{next(_databases)}"
+    yield postgres_server.create_database(name)
+    postgres_server.drop_database(name)
 
 
 @pytest.fixture(params=["embedded", "postgres", "remote"])

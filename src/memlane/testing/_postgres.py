@@ -140,6 +140,13 @@ class LocalPostgres:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         return url
 
+    def drop_database(self, name: str) -> None:
+        """Drop database ``name``, closing any connection still open to it."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def __enter__(self) -> Self:
         return self.start()
 
