@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PORT ?= 8420
 
-.PHONY: serve demo test lint bench bench-locomo bench-scale bench-extraction bench-server bench-mcp clean
+.PHONY: serve demo test lint bench bench-locomo bench-scale bench-scale-postgres bench-extraction bench-server bench-mcp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench-locomo: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
 
+# PostgreSQL column: a throwaway PostgreSQL 18 + pgvector server, 100k and 1M memories (~30 min).
+bench-scale-postgres: $(STAMP)
+	$(BIN)/python bench/scale.py --backend postgres --sizes 100000,1000000
+
 bench-extraction: $(STAMP)
 	$(BIN)/python bench/extraction_cost.py
 
@@ -47,7 +51,7 @@ bench-server: $(STAMP)
 bench-mcp: $(STAMP)
 	$(BIN)/python bench/mcp_latency.py
 
-bench: bench-locomo bench-scale bench-extraction bench-server bench-mcp
+bench: bench-locomo bench-scale bench-scale-postgres bench-extraction bench-server bench-mcp
 
 clean:
 	rm -rf $(VENV) .memlane-demo .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,13 @@ To make 100k feasible the corpus is embedded once in batches and the stores are 
     python bench/scale.py --sizes 10000 --queries 100 --out results.json
 
 Everything is written to a temporary directory that is removed at the end (unless ``--out``).
+
+``--backend postgres`` (or ``both``) measures the PostgreSQL + pgvector store instead, on a
+throwaway local server, at 100k and 1M memories by default: see ``bench/scale_postgres.py`` for
+what it measures and how the 1M memories are synthesized.
+
+    python bench/scale.py --backend postgres --sizes 100000,1000000 --out /tmp/scale_pg.json
+    python bench/scale.py --backend postgres --sizes 2000            # smoke test
 """
 
 from __future__ import annotations
@@ -349,19 +356,39 @@ def table(summary: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10000,100000", help="comma-separated store sizes")
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="sqlite", help="store(s) to bench")
+    parser.add_argument("--sizes", help="comma-separated store sizes (sqlite 10000,100000; postgres 100000,1000000)")
     parser.add_argument("--queries", type=int, default=200, help="timed searches per size and layout")
     parser.add_argument("--adds", type=int, default=200, help="timed single adds per durability")
     parser.add_argument("--ingest", type=int, default=3000, help="memories for the bulk-ingest measurement")
     parser.add_argument("--out", type=Path, help="also write the JSON summary here")
+    pg = parser.add_argument_group("postgres (see bench/scale_postgres.py)")
+    pg.add_argument("--writers", type=int, default=4, help="writer processes for the multi-writer ingest")
+    pg.add_argument("--pool", type=int, default=50_000, help="sentences embedded by the model; the rest derived")
+    pg.add_argument("--add-rows", type=int, default=100_000, help="memories written through Memory.add; then COPY")
+    pg.add_argument("--ef-search", default="40,100,200,400", help="hnsw.ef_search values for the recall sweep")
+    pg.add_argument("--layouts", default="one,users", help="one (one scope) and/or users (10,000 users)")
     args = parser.parse_args(argv)
-    sizes = sorted(int(s) for s in args.sizes.split(","))
-    work = Path(tempfile.mkdtemp(prefix="memlane-scale-"))
-    try:
-        summary = run(sizes, args.queries, args.adds, args.ingest, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print(table(summary))
+    args.ef_search = [int(x) for x in args.ef_search.split(",") if x]
+    args.layouts = [x for x in args.layouts.split(",") if x]
+    if not set(args.layouts) <= {"one", "users"}:
+        parser.error("--layouts takes one and/or users")
+    summaries: dict[str, Any] = {}
+    if args.backend in ("sqlite", "both"):
+        sizes = sorted(int(s) for s in (args.sizes or "10000,100000").split(","))
+        work = Path(tempfile.mkdtemp(prefix="memlane-scale-"))
+        try:
+            summaries["sqlite"] = run(sizes, args.queries, args.adds, args.ingest, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(table(summaries["sqlite"]))
+    if args.backend in ("postgres", "both"):
+        import scale_postgres  # imported here: it needs psycopg, pgvector and a PostgreSQL build
+
+        sizes = sorted(int(s) for s in (args.sizes or "100000,1000000").split(","))
+        summaries["postgres"] = scale_postgres.run_postgres(sizes, args)
+        print(scale_postgres.table(summaries["postgres"]))
+    summary = summaries if args.backend == "both" else next(iter(summaries.values()))
     print(json.dumps(summary, indent=2))
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2) + "\n")
