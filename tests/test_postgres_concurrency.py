@@ -152,3 +152,17 @@ def test_the_unique_index_refuses_a_second_current_copy(postgres_url: str) -> No
     with pytest.raises(psycopg.errors.UniqueViolation), psycopg.connect(postgres_url) as conn:
         conn.execute("SET search_path TO memlane, public")
         conn.execute(copy)
+
+
+def test_writes_from_a_session_with_another_search_path_keep_the_counters(postgres_url: str) -> None:
+    # The statistics triggers must not depend on the writer's search_path (psql, pg_restore).
+    from memlane import Memory
+    from memlane.stores.postgres import PostgresStore
+    from memlane.testing import HashEmbedder
+
+    with Memory(store=PostgresStore(postgres_url), embedder=HashEmbedder()) as memory:
+        memory.add("I live in Porto", user_id="alice", infer=False)
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("SET search_path TO public")
+        conn.execute("DELETE FROM memlane.memories")
+    assert rows(postgres_url, "SELECT COALESCE(sum(docs), 0) FROM doc_stats") == [(0,)]

@@ -118,7 +118,7 @@ CREATE TABLE term_stats (
 );
 
 CREATE FUNCTION memlane_count(delta_docs BIGINT, delta_terms BIGINT, lexemes TEXT[], signs INTEGER[])
-RETURNS void LANGUAGE plpgsql AS $$
+RETURNS void LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     s SMALLINT := pg_backend_pid() % 64;
 BEGIN
@@ -133,8 +133,10 @@ BEGIN
     ON CONFLICT (term, shard) DO UPDATE SET docs = t.docs + excluded.docs;
 END $$;
 
+-- The functions keep the search_path they were created with (this schema), so a write from a
+-- session with another path (psql, a data-only pg_restore) still finds the counters.
 -- Each trigger builds its (lexeme, sign) pairs in one query, so the two arrays stay aligned.
-CREATE FUNCTION memlane_count_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION memlane_count_insert() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     lexemes TEXT[];
     signs INTEGER[];
@@ -146,7 +148,7 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION memlane_count_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION memlane_count_delete() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     lexemes TEXT[];
     signs INTEGER[];
@@ -158,7 +160,7 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION memlane_count_update() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION memlane_count_update() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     lexemes TEXT[];
     signs INTEGER[];
