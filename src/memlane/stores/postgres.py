@@ -21,7 +21,6 @@ serves both drivers (an asyncio copy of every query would be a second store to k
 from __future__ import annotations
 
 import builtins
-import math
 import re
 import threading
 import time
@@ -296,22 +295,30 @@ class PostgresStore(SQLStore):
         """
         if not terms:
             return []
-        n_docs, avg_len, df = self.term_stats(terms)
         where, params = self._where(scope, node, now, as_of)
         query = " | ".join(_tsquery_lexeme(t) for t in terms)
+        # The collection statistics are read inside this query (each uncorrelated subquery runs
+        # once), not by a second round trip: Memory.search has just read them through term_stats.
+        stats = (
+            "WITH s AS (SELECT COALESCE(sum(docs), 0)::float8 AS n, "
+            "GREATEST(COALESCE(sum(terms), 0)::float8 / GREATEST(COALESCE(sum(docs), 0), 1), 1) AS avg "
+            "FROM doc_stats), "
+            "w AS (SELECT t.term, ln(1 + (GREATEST(s.n - COALESCE(x.df, 0), 0) + 0.5) / (COALESCE(x.df, 0) + 0.5)) "
+            "AS idf FROM s CROSS JOIN unnest(?::text[]) AS t (term) LEFT JOIN (SELECT term, sum(docs)::float8 AS df "
+            "FROM term_stats WHERE term = ANY(?) GROUP BY term) AS x ON x.term = t.term) "
+        )
+        parts: builtins.list[str] = []
         weights: builtins.list[Any] = []
-        parts = []
         for term in terms:
-            n = df.get(term, 0)
-            idf = math.log(1 + (max(n_docs - n, 0) + 0.5) / (n + 0.5))
-            parts.append("CASE WHEN m.terms @@ ?::tsquery THEN ? ELSE 0 END")
-            weights += [_tsquery_lexeme(term), idf]
-        norm = f"(1 + {_BM25_K1} * (1 - {_BM25_B} + {_BM25_B} * m.n_terms / ?))"
+            parts.append("CASE WHEN m.terms @@ ?::tsquery THEN (SELECT idf FROM w WHERE w.term = ?) ELSE 0 END")
+            weights += [_tsquery_lexeme(term), term]
+        norm = f"(1 + {_BM25_K1} * (1 - {_BM25_B} + {_BM25_B} * m.n_terms / (SELECT avg FROM s)))"
         sql = (
-            f"SELECT m.rid FROM memories m WHERE m.terms @@ ?::tsquery AND {where} "
+            f"{stats}SELECT m.rid FROM memories m WHERE m.terms @@ ?::tsquery AND {where} "
             f"ORDER BY ({' + '.join(parts)}) / {norm} DESC, m.rid DESC LIMIT ?"
         )
-        return [r[0] for r in self._read(sql, [query, *params, *weights, max(avg_len, 1.0), k])]
+        wanted = builtins.list(terms)
+        return [r[0] for r in self._read(sql, [wanted, wanted, query, *params, *weights, k])]
 
     def dense(
         self,

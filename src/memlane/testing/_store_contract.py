@@ -284,6 +284,15 @@ class StoreContract(ExportContract):
         assert self.keyword_ids(store, "durian") == []
         assert store.keyword(_ALICE, None, [], 10, _T0) == []
 
+    def test_keyword_search_weighs_rare_terms_above_common_ones(self, store_factory: StoreFactory) -> None:
+        # IDF: a match on a term few memories hold outranks a match on one most of them hold.
+        store = self.opened(store_factory)
+        self.add(store, *[f"coffee note number {i}" for i in range(8)])
+        rare = self.add(store, "a note about saffron")[0]
+        common = self.add(store, "coffee again")[0]
+        ranked = self.keyword_ids(store, "coffee saffron", k=10)
+        assert ranked[0] == rare and common in ranked
+
     def test_dense_search_and_cosines(self, store_factory: StoreFactory) -> None:
         store = self.opened(store_factory)
         texts = ["red apples in autumn", "green apples are sour", "the train leaves at nine"]
