@@ -140,10 +140,10 @@ def test_unreachable_database_exits_5(run: Cli) -> None:
 
 # -- migrate --------------------------------------------------------------------------------------------
 def test_migrate_sqlite_then_nothing_to_do(run: Cli) -> None:
-    from memlane.stores.sqlite_schema import SCHEMA_VERSION
+    from memlane.stores.sqlite_schema import MIGRATIONS
 
     first = run.json("migrate")
-    assert first["store"] == "sqlite" and first["applied"] == list(range(1, SCHEMA_VERSION + 1))
+    assert first["store"] == "sqlite" and first["applied"] == [version for version, _, _ in MIGRATIONS]
     assert (run.home / "memlane.db").is_file() and str(run.home) in first["description"]
     assert run.json("migrate")["applied"] == []
     assert "up to date" in run("migrate").stdout
@@ -153,10 +153,10 @@ def test_migrate_sqlite_then_nothing_to_do(run: Cli) -> None:
 
 
 def test_migrate_postgres_then_nothing_to_do(run: Cli, postgres_url: str) -> None:
-    from memlane.stores.postgres_schema import SCHEMA_VERSION
+    from memlane.stores.postgres_schema import MIGRATIONS
 
     first = run.json("--database-url", postgres_url, "migrate")
-    assert first["store"] == "postgres" and first["applied"] == list(range(1, SCHEMA_VERSION + 1))
+    assert first["store"] == "postgres" and first["applied"] == [version for version, _, _ in MIGRATIONS]
     assert "(schema memlane)" in first["description"]
     assert "memories" in tables(postgres_url, "memlane")
     assert run.json("--database-url", postgres_url, "migrate")["applied"] == []

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from memlane.config import MemoryConfig
 from memlane.memory import Memory
+from memlane.reembed import ReembedResult
 from memlane.types import AddResult, HistoryEvent, MemoryItem, SearchResult, Usage
 
 __all__ = ["AsyncMemory"]
@@ -110,6 +111,16 @@ class AsyncMemory:
         if isinstance(records, AsyncIterable):
             records = [record async for record in records]
         return await asyncio.to_thread(self._sync.import_records, records, on_conflict=on_conflict, progress=progress)
+
+    async def reembed(
+        self,
+        embedder: Any,
+        *,
+        batch_size: int = 256,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ReembedResult:
+        """See :meth:`Memory.reembed` (it runs in a worker thread, and so does ``progress``)."""
+        return await asyncio.to_thread(self._sync.reembed, embedder, batch_size=batch_size, progress=progress)
 
     async def reset(self) -> None:
         """See :meth:`Memory.reset`."""

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from memlane import reembed as reembedding
 from memlane import transfer
 from memlane._store_config import build_store
 from memlane.config import MemoryConfig
@@ -493,6 +494,43 @@ class Memory:
         return transfer.import_records(
             self._open(), self._embedder, records, on_conflict=on_conflict, progress=progress, now=self._now()
         )
+
+    def reembed(
+        self,
+        embedder: Embedder | Mapping[str, Any],
+        *,
+        batch_size: int = reembedding.BATCH,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> reembedding.ReembedResult:
+        """Re-embed every stored vector with another embedder, then switch the store (and this Memory) to it.
+
+        Resumable: an interrupted run keeps its finished batches and a rerun goes on from there.
+        Until the switch (one transaction) the store keeps working with the old embedder, for
+        every process, and what they add meanwhile is re-embedded too; afterwards processes still
+        using the old embedder get ``EmbedderMismatch``. See ``docs/embedders.md``.
+
+        Args:
+            embedder: an :class:`memlane.protocols.Embedder`, or a config section
+                ``{"provider": name, "config": {...}}`` built through the provider registry.
+            batch_size: texts per embedder call and per transaction.
+            progress: called after each batch with ``(vectors done, vectors in the store)``.
+        Returns:
+            ``{"store", "embedder", "dimension", "previous", "previous_dimension", "switched",
+            "vectors", "embedded", "resumed", "discarded"}``; ``switched`` is False when the store
+            already used this embedder (nothing to do).
+        Raises:
+            ConfigError: an unknown provider or a bad provider config.
+            InvalidRequest: a bad argument, or a store that cannot be re-embedded.
+            ProviderError: the embedder failed (finished batches are kept; rerun to go on).
+            StoreError: the store failed (finished batches are kept).
+        """
+        if isinstance(embedder, Mapping):
+            section = MemoryConfig.from_dict({"embedder": dict(embedder)}).embedder
+            embedder = registry.embedder(section.provider, section.config)
+        self.close()
+        result = reembedding.reembed(self._store, embedder, batch_size=batch_size, progress=progress)
+        self._embedder = embedder
+        return result
 
     def _scope_and_filter(
         self,

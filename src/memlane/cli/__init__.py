@@ -6,7 +6,7 @@ same methods, results and errors, so every command is written once. ``--json`` p
 return value as one JSON document (JSON lines for ``export``). See ``docs/cli.md``.
 
 Commands: add, search, list, get, update, delete, delete-all, history, reset, export, import,
-migrate, copy, serve, mcp, keys (create, list, revoke), config, info. ``--database-url`` (or
+migrate, copy, reembed, serve, mcp, keys (create, list, revoke), config, info. ``--database-url`` (or
 ``MEMLANE_DATABASE_URL``) puts the local store in PostgreSQL (see ``docs/postgres.md``).
 
 Exit codes (errors print ``error: <TypeName>: <message>`` on stderr; with ``--json`` also
@@ -33,11 +33,12 @@ from memlane.cli._app import EXIT_CODES, cli, exit_code
 from memlane.cli._mcp import COMMANDS as _MCP
 from memlane.cli._memories import COMMANDS as _MEMORIES
 from memlane.cli._postgres import COMMANDS as _POSTGRES
+from memlane.cli._reembed import COMMANDS as _REEMBED
 from memlane.cli._transfer import COMMANDS as _TRANSFER
 
 __all__ = ["EXIT_CODES", "cli", "exit_code", "main"]
 
-for _command in (*_MEMORIES, *_TRANSFER, *_POSTGRES, *_ADMIN, *_MCP):
+for _command in (*_MEMORIES, *_TRANSFER, *_POSTGRES, *_REEMBED, *_ADMIN, *_MCP):
     cli.add_command(_command)
 
 

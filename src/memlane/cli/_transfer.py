@@ -36,6 +36,11 @@ class _Bar:
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, completed=done)
 
+    def update(self, done: int, total: int) -> None:
+        """``done`` of ``total`` (the total may grow while the work runs)."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=done, total=total)
+
 
 @contextmanager
 def _progress_bar(wanted: bool | None, label: str, total: int | None = None) -> Iterator[_Bar]:

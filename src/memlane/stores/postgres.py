@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from memlane.core.filters import Node
 from memlane.errors import ConfigError, EmbedderMismatch, InvalidRequest, StoreBusy, StoreError
 from memlane.protocols import Vector
+from memlane.stores.sql_reembed import VECTOR_TABLES, Reembedding, VectorTable
 from memlane.stores.sql_store import FILTER_COLUMNS, SQLStore
-from memlane.stores.sql_tx import PostgresTx, Tx, pg_sql
+from memlane.stores.sql_tx import PostgresTx, Recorded, Tx, check_recorded, pg_sql
 from memlane.types import Scope
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def _tsquery_lexeme(term: str) -> str:
     return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-class PostgresStore(SQLStore):
+class PostgresStore(SQLStore, Reembedding):
     """Memories in PostgreSQL with pgvector. Nothing connects until ``open`` (or ``migrate``).
 
     Args:
@@ -83,7 +84,8 @@ class PostgresStore(SQLStore):
         self.max_size = max_size
         self.timeout = timeout
         self._pool: ConnectionPool[Any] | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._opened: Recorded | None = None
         self._search_path = f'"{schema}", public'
 
     def describe(self) -> str:
@@ -149,13 +151,27 @@ class PostgresStore(SQLStore):
             StoreError: the database is unreachable or cannot be migrated.
         """
         with self._lock:
-            if self._pool is not None:
+            if self._pool is not None and self._opened is not None:
                 return
             self._driver()
+            if self._pool is None:
+                self.migrate()
+            self._check_embedder(embedder_id, dimension)
+            if self._pool is None:
+                self._open_pool()
+            self._opened = (embedder_id, dimension)
+
+    def _attach(self) -> None:
+        """Migrate and open the connection pool, without checking the embedder (``reembed`` needs that)."""
+        with self._lock:
+            if self._pool is None:
+                self.migrate()
+                self._open_pool()
+
+    def _open_pool(self) -> None:
+        with self._lock:
             from psycopg_pool import ConnectionPool
 
-            self.migrate()
-            self._check_embedder(embedder_id, dimension)
             pool: ConnectionPool[Any] = ConnectionPool(
                 self.url,
                 min_size=self.min_size,
@@ -208,6 +224,7 @@ class PostgresStore(SQLStore):
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+            self._opened = None
 
     def _run(self, fn: Callable[[psycopg.Connection[Any]], T], what: str, *, retry: bool) -> T:
         import psycopg
@@ -231,7 +248,7 @@ class PostgresStore(SQLStore):
         raise AssertionError("unreachable")
 
     def _write(self, fn: Callable[[Tx], T]) -> T:
-        return self._run(lambda conn: fn(PostgresTx(conn, self.schema)), "a write", retry=True)
+        return self._run(lambda conn: fn(PostgresTx(conn, self.schema, self._opened)), "a write", retry=True)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[Any]:
         return self._run(lambda conn: conn.execute(pg_sql(sql), params).fetchall(), "a read", retry=True)
@@ -255,10 +272,37 @@ class PostgresStore(SQLStore):
 
         def run(tx: Tx) -> None:
             tx.execute("TRUNCATE memories, history, memory_sources, sources, doc_stats, term_stats")
-            tx.execute("DELETE FROM meta WHERE key IN ('embedder_id', 'embedder_dimension')")
+            tx.execute("TRUNCATE reembed_vectors")
+            tx.execute("DELETE FROM meta WHERE key IN ('embedder_id', 'embedder_dimension', 'embedder_next')")
 
         self._write(run)
         self.close()
+
+    # -- re-embedding (memlane.stores.sql_reembed) -------------------------------------------
+    def _lock_for_switch(self, tx: Tx) -> None:
+        # Writers and readers wait for the switch (its column swap and index build need this lock
+        # anyway); taking it first means no lock upgrade, so no deadlock with a writer.
+        tables = ", ".join(t.name for t in VECTOR_TABLES)
+        tx.execute(f"LOCK TABLE {tables}, reembed_vectors IN ACCESS EXCLUSIVE MODE")
+
+    def _swap_vectors(self, tx: Tx, table: VectorTable, dimension: int) -> None:
+        # A new column of the new dimension, filled from the staging table in one pass, replaces
+        # the old one; the HNSW index is built again over it. Triggers are off for the fill: they
+        # count keyword statistics and watch texts, and neither changes.
+        name = table.name
+        tx.execute(f"DROP INDEX IF EXISTS {name}_hnsw")
+        tx.execute(f"ALTER TABLE {name} ADD COLUMN embedding_next vector({int(dimension)})")
+        tx.execute(f"ALTER TABLE {name} DISABLE TRIGGER USER")
+        tx.execute(
+            f"UPDATE {name} t SET embedding_next = s.embedding FROM reembed_vectors s "
+            f"WHERE s.tbl = ? AND s.k = t.{table.key}",
+            (name,),
+        )
+        tx.execute(f"ALTER TABLE {name} ENABLE TRIGGER USER")
+        tx.execute(f"ALTER TABLE {name} DROP COLUMN embedding")
+        tx.execute(f"ALTER TABLE {name} RENAME COLUMN embedding_next TO embedding")
+        tx.execute(f"ALTER TABLE {name} ALTER COLUMN embedding SET NOT NULL")
+        tx.execute(f"CREATE INDEX {name}_hnsw ON {name} USING hnsw (embedding vector_cosine_ops)")
 
     # -- search ----------------------------------------------------------------------------
     def term_stats(self, terms: Sequence[str]) -> tuple[int, float, dict[str, int]]:
@@ -334,6 +378,8 @@ class PostgresStore(SQLStore):
         limit = EXACT_SEARCH_ROWS
 
         def run(conn: psycopg.Connection[Any]) -> builtins.list[tuple[int, float]]:
+            if self._opened is not None:  # a re-embedding may have switched the store's embedder
+                check_recorded(PostgresTx(conn, self.schema), self._opened)
             count_sql = f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {where} LIMIT {limit}) AS s"
             (count,) = conn.execute(pg_sql(count_sql), params).fetchone()  # type: ignore[misc]
             if count < limit:

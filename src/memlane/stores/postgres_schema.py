@@ -184,8 +184,30 @@ CREATE TRIGGER memories_count_update AFTER UPDATE ON memories
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memlane_count_update();
 """
 
+_REEMBED = r"""
+-- memlane reembed: new vectors staged per row (tbl: the vector table, k: its row key) until one
+-- transaction swaps them in (memlane.stores.sql_reembed). The column has no fixed dimension: the
+-- new embedder's may differ. A row's staged vector goes when its text changes or the row goes.
+CREATE TABLE reembed_vectors (
+    tbl       TEXT COLLATE "C" NOT NULL,
+    k         BIGINT NOT NULL,
+    embedding vector NOT NULL,
+    PRIMARY KEY (tbl, k)
+);
+CREATE FUNCTION memlane_reembed_forget() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    DELETE FROM reembed_vectors WHERE tbl = TG_TABLE_NAME AND k = OLD.rid;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER memories_reembed_update AFTER UPDATE OF memory, actor_id ON memories FOR EACH ROW
+    WHEN (OLD.memory IS DISTINCT FROM NEW.memory OR OLD.actor_id IS DISTINCT FROM NEW.actor_id)
+    EXECUTE FUNCTION memlane_reembed_forget();
+CREATE TRIGGER memories_reembed_delete AFTER DELETE ON memories FOR EACH ROW EXECUTE FUNCTION memlane_reembed_forget();
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "memories, history, provenance, keyword index and statistics", _INITIAL),
+    (3, "re-embedding: staged vectors", _REEMBED),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -16,12 +16,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from memlane.errors import EmbedderMismatch
 from memlane.protocols import Vector
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PostgresTx", "Rows", "SQLiteTx", "Tx", "pg_sql"]
+__all__ = ["PostgresTx", "Recorded", "Rows", "SQLiteTx", "Tx", "check_recorded", "pg_sql"]
+
+# The embedder (id, dimension) a store was opened with: vectors written through a Tx must be its.
+Recorded = tuple[str, int]
 
 
 class Rows(Protocol):
@@ -45,7 +49,12 @@ class Tx(Protocol):
         ...
 
     def vector(self, value: Vector) -> Any:
-        """``value`` as the backend stores an embedding."""
+        """``value`` as the backend stores an embedding (the first call checks the store still
+        records the embedder it was opened with: see :func:`check_recorded`)."""
+        ...
+
+    def encode_vector(self, value: Vector) -> Any:
+        """``value`` as the backend stores an embedding, unchecked (re-embedding stages other vectors)."""
         ...
 
     def lock_scope(self, scope: Sequence[str]) -> bool:
@@ -57,13 +66,32 @@ class Tx(Protocol):
         ...
 
 
+def check_recorded(tx: Tx, opened: Recorded) -> None:
+    """Refuse a write of vectors when the store now records another embedder than ``opened``.
+
+    ``memlane reembed`` may switch a store's embedder while other processes still have it open
+    with the old one; their next write of a vector fails here instead of mixing two models.
+
+    Raises:
+        EmbedderMismatch: the store records another embedder (id or dimension).
+    """
+    rows = dict(tx.execute("SELECT key, value FROM meta WHERE key IN ('embedder_id', 'embedder_dimension')").fetchall())
+    if (rows.get("embedder_id"), rows.get("embedder_dimension")) != (opened[0], str(opened[1])):
+        raise EmbedderMismatch(
+            f"this store now records embedder {rows.get('embedder_id')!r} ({rows.get('embedder_dimension')} "
+            f"dimensions), not {opened[0]!r} ({opened[1]}) that it was opened with: it was re-embedded "
+            "(memlane reembed); configure the new embedder and reopen it"
+        )
+
+
 class SQLiteTx:
     """A :class:`Tx` over an ``sqlite3`` connection inside ``BEGIN IMMEDIATE``."""
 
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, opened: Recorded | None = None) -> None:
         self.conn = conn
+        self._unchecked = opened
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         return self.conn.execute(sql, params)
@@ -76,6 +104,12 @@ class SQLiteTx:
         return int(self.conn.execute(sql, params).lastrowid or 0)
 
     def vector(self, value: Vector) -> Any:
+        if self._unchecked is not None:
+            check_recorded(self, self._unchecked)
+            self._unchecked = None
+        return self.encode_vector(value)
+
+    def encode_vector(self, value: Vector) -> Any:
         return np.asarray(value, dtype="<f4").tobytes()
 
     def lock_scope(self, scope: Sequence[str]) -> bool:
@@ -96,13 +130,15 @@ class PostgresTx:
     Args:
         conn: the connection (pgvector's types registered on it).
         lock_space: a string that makes this store's advisory-lock keys its own (schema name).
+        opened: the embedder the store was opened with (vectors written are checked against it).
     """
 
     dialect = "postgres"
 
-    def __init__(self, conn: psycopg.Connection[Any], lock_space: str) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], lock_space: str, opened: Recorded | None = None) -> None:
         self.conn = conn
         self.lock_space = lock_space
+        self._unchecked = opened
         self._locked: set[tuple[str, ...]] = set()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
@@ -118,6 +154,12 @@ class PostgresTx:
         return int(row[0])
 
     def vector(self, value: Vector) -> Any:
+        if self._unchecked is not None:
+            check_recorded(self, self._unchecked)
+            self._unchecked = None
+        return self.encode_vector(value)
+
+    def encode_vector(self, value: Vector) -> Any:
         return np.asarray(value, dtype=np.float32)
 
     def lock_scope(self, scope: Sequence[str]) -> bool:

@@ -27,8 +27,9 @@ import numpy as np
 from memlane.core.filters import Node, compile_sqlite
 from memlane.errors import EmbedderMismatch, InvalidRequest, StoreBusy, StoreError
 from memlane.protocols import Vector
+from memlane.stores.sql_reembed import Reembedding, VectorTable
 from memlane.stores.sql_store import FILTER_COLUMNS, SQLStore
-from memlane.stores.sql_tx import SQLiteTx, Tx
+from memlane.stores.sql_tx import Recorded, SQLiteTx, Tx
 from memlane.stores.sqlite_schema import connect, migrate
 from memlane.stores.vector_cache import CachedRow, VectorCache
 from memlane.types import Scope
@@ -40,13 +41,18 @@ _CACHE_COLUMNS = "rid, user_id, agent_id, run_id, expires_at, embedding, timesta
 _CHANGES_KEPT = 200_000
 # Two subqueries: each is one index probe, where "SELECT min(seq), max(seq)" scans the whole log.
 _SEQ_RANGE = "SELECT (SELECT min(seq) FROM changes), (SELECT max(seq) FROM changes)"
+# The same, and the embedder the store records (a re-embedding may have switched it meanwhile).
+_SYNC_STATE = (
+    "SELECT (SELECT min(seq) FROM changes), (SELECT max(seq) FROM changes), "
+    "(SELECT value FROM meta WHERE key = 'embedder_id'), (SELECT value FROM meta WHERE key = 'embedder_dimension')"
+)
 
 
 def _epoch(iso: str | None) -> float:
     return datetime.fromisoformat(iso).timestamp() if iso else math.inf
 
 
-class SQLiteStore(SQLStore):
+class SQLiteStore(SQLStore, Reembedding):
     """Memories in one SQLite file. Nothing touches the disk until the first operation.
 
     Args:
@@ -65,6 +71,7 @@ class SQLiteStore(SQLStore):
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._cache: VectorCache | None = None
+        self._opened: Recorded | None = None
 
     # -- connection and transactions ------------------------------------------------------
     def open(self, embedder_id: str, dimension: int) -> None:
@@ -75,6 +82,20 @@ class SQLiteStore(SQLStore):
             StoreError: the file cannot be opened or migrated (nothing of a failed migration stays).
         """
         with self._lock:
+            if self._conn is not None and self._opened is not None:
+                return
+            self._attach()
+            try:
+                self._check_embedder(embedder_id, dimension)
+            except BaseException:
+                self.close()
+                raise
+            self._opened = (embedder_id, dimension)
+            self._cache = VectorCache(dimension)
+
+    def _attach(self) -> None:
+        """Create or open the file and migrate it, without checking the embedder (``reembed`` needs that)."""
+        with self._lock:
             if self._conn is not None:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,15 +105,12 @@ class SQLiteStore(SQLStore):
                 raise StoreError(f"could not open {self.path}: {exc}") from exc
             try:
                 migrate(conn)
-                self._conn = conn
-                self._check_embedder(embedder_id, dimension)
             except BaseException as exc:
-                self._conn = None
                 conn.close()
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"could not migrate {self.path} (rolled back): {exc}") from exc
                 raise
-            self._cache = VectorCache(dimension)
+            self._conn = conn
 
     def describe(self) -> str:
         """The database file, for messages."""
@@ -149,6 +167,7 @@ class SQLiteStore(SQLStore):
                 self._conn.close()
                 self._conn = None
                 self._cache = None
+                self._opened = None
 
     def _write(self, fn: Callable[[Tx], T]) -> T:
         deadline = time.monotonic() + self.busy_timeout
@@ -168,7 +187,7 @@ class SQLiteStore(SQLStore):
                         ) from exc
                     time.sleep(0.01)
             try:
-                result = fn(SQLiteTx(conn))
+                result = fn(SQLiteTx(conn, self._opened))
                 conn.execute("COMMIT")
                 return result
             except BaseException as exc:
@@ -201,6 +220,18 @@ class SQLiteStore(SQLStore):
 
     # Without it the planner walks the whole scope by its index (85 ms at 100k rows).
     _followers_hint = " INDEXED BY memories_prev"
+
+    # -- re-embedding (memlane.stores.sql_reembed) -------------------------------------------
+    def _lock_for_switch(self, tx: Tx) -> None:
+        return None  # BEGIN IMMEDIATE already holds off every other writer
+
+    def _swap_vectors(self, tx: Tx, table: VectorTable, dimension: int) -> None:
+        # The update trigger logs every row in `changes`: vector caches of every process reload them.
+        tx.execute(
+            f"UPDATE {table.name} SET embedding = (SELECT s.embedding FROM reembed_vectors s "
+            f"WHERE s.tbl = ? AND s.k = {table.name}.{table.key})",
+            (table.name,),
+        )
 
     # -- purges, reset, housekeeping ---------------------------------------------------------
     def _purged(self, tx: Tx) -> None:
@@ -244,6 +275,7 @@ class SQLiteStore(SQLStore):
                 self.conn.close()
                 self._conn = None
                 self._cache = None
+                self._opened = None
 
     def _after_write(self, tx: Tx) -> None:
         # Prune the change log; caches that fall behind the pruned log reload in full (see _sync).
@@ -309,7 +341,13 @@ class SQLiteStore(SQLStore):
             cache = self._cache
             if cache is None:
                 raise StoreError("the store is not open")
-            low, top = self._read(_SEQ_RANGE)[0]
+            low, top, embedder_id, dimension = self._read(_SYNC_STATE)[0]
+            if self._opened is not None and (embedder_id, dimension) != (self._opened[0], str(self._opened[1])):
+                raise EmbedderMismatch(
+                    f"{self.path} now records embedder {embedder_id!r} ({dimension} dimensions), not "
+                    f"{self._opened[0]!r} that it was opened with: it was re-embedded (memlane reembed); "
+                    "configure the new embedder and reopen it"
+                )
             top = top or 0
             if top == cache.seq:
                 return cache

@@ -128,9 +128,40 @@ CREATE TABLE memory_sources (
 CREATE INDEX memory_sources_sid ON memory_sources (sid);
 """
 
+_REEMBED = """
+-- memlane reembed: new vectors staged per row (tbl: the vector table, k: its row key) until one
+-- transaction swaps them in (memlane.stores.sql_reembed). A row's staged vector goes when its
+-- text changes or the row goes, so such a row is embedded again before the switch.
+CREATE TABLE reembed_vectors (
+    tbl       TEXT NOT NULL,
+    k         INTEGER NOT NULL,
+    embedding BLOB NOT NULL,
+    PRIMARY KEY (tbl, k)
+) WITHOUT ROWID;
+CREATE TRIGGER memories_reembed_au AFTER UPDATE OF memory, actor_id ON memories BEGIN
+    DELETE FROM reembed_vectors WHERE tbl = 'memories' AND k = old.rid;
+END;
+CREATE TRIGGER memories_reembed_ad AFTER DELETE ON memories BEGIN
+    DELETE FROM reembed_vectors WHERE tbl = 'memories' AND k = old.rid;
+END;
+
+-- The keyword index follows the analysed text only: an update of other columns (a vector, an
+-- expiry) no longer re-indexes the row's text. Every update still goes to the change log.
+DROP TRIGGER memories_au;
+CREATE TRIGGER memories_au AFTER UPDATE ON memories BEGIN
+    INSERT INTO changes (rid) VALUES (new.rid);
+END;
+CREATE TRIGGER memories_au_text AFTER UPDATE OF search_text, n_terms ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, search_text) VALUES ('delete', old.rid, old.search_text);
+    INSERT INTO memories_fts (rowid, search_text) VALUES (new.rid, new.search_text);
+    UPDATE stats SET terms = terms - old.n_terms + new.n_terms WHERE id = 1;
+END;
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", _INITIAL),
     (2, "fact versions, effective times, provenance", _FACTS),
+    (4, "re-embedding: staged vectors; keyword index follows the text only", _REEMBED),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 MMAP_BYTES = 1 << 30
