@@ -687,7 +687,11 @@ ERROR_CASES: list[tuple[str, str, tuple[Any, ...], dict[str, Any], type[Exceptio
     ("empty role", "add", ([{"role": "", "content": "x"}],), {"user_id": "a"}, InvalidRequest),
     ("empty name", "add", ([{"content": "x", "name": ""}],), {"user_id": "a"}, InvalidRequest),
     ("unknown key", "add", ([{"content": "x", "tool_calls": []}],), {"user_id": "a"}, InvalidRequest),
-    ("too long", "add", ("x" * 100_001,), {"user_id": "a"}, InvalidRequest),
+    ("too long", "add", ("x" * 2_000_001,), {"user_id": "a"}, InvalidRequest),
+    ("blank", "add", (" \n\t ",), {"user_id": "a"}, InvalidRequest),
+    ("NUL", "add", ("binary\x00data",), {"user_id": "a"}, InvalidRequest),
+    ("lone surrogate", "add", ("bad \udc80 bytes",), {"user_id": "a"}, InvalidRequest),
+    ("control characters", "add", ("\x01\x02\x03\x04\x05\x06 bin " * 8,), {"user_id": "a"}, InvalidRequest),
     ("one bad among good", "add", ([{"content": "ok"}, {"content": " "}],), {"user_id": "a"}, InvalidRequest),
     # metadata
     ("metadata list", "add", ("x",), {"user_id": "a", "metadata": ["a"]}, InvalidRequest),

@@ -87,7 +87,12 @@ def _body(what: str, **values: Any) -> dict[str, Any]:
         if not has_string_keys(value):
             raise errors.InvalidRequest(f"{name} keys must be strings (also in nested objects)")
         try:
-            json.dumps(value, allow_nan=False)
+            json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: text that was bytes, not Unicode
+            raise errors.InvalidRequest(
+                f"{what}: {name} is not valid Unicode (it holds a lone surrogate, {exc.object[exc.start]!r}: bytes "
+                "that were not UTF-8?); decode the data as text first"
+            ) from exc
         except (TypeError, ValueError) as exc:
             raise errors.InvalidRequest(f"{what}: {name} must be JSON-serialisable ({exc})") from exc
         out[name] = value

@@ -38,6 +38,7 @@ from memlane._store_config import (
     mask_url,
     postgres_store_config,
 )
+from memlane.core.passages import DEFAULT_OVERLAP
 from memlane.core.ranking import RankingParams
 from memlane.errors import ConfigError
 
@@ -47,6 +48,7 @@ __all__ = [
     "ExtractionConfig",
     "LLMConfig",
     "MemoryConfig",
+    "PassageConfig",
     "PostgresStoreOptions",
     "RankingConfig",
     "SQLiteStoreOptions",
@@ -122,6 +124,26 @@ class RankingConfig(_Strict):
         return RankingParams(**self.model_dump())
 
 
+class PassageConfig(_Strict):
+    """How long memories are searched: as overlapping passages (see ``memlane.core.passages``).
+
+    A memory whose text is longer than ``max_chars`` is cut into passages of at most ``max_chars``
+    characters, each embedded and keyword-indexed on its own; search finds the memory through its
+    best passage and returns that passage with it. Shorter memories are indexed whole. A change
+    applies to memories written from then on (an export and import re-cuts the others).
+
+    Attributes:
+        max_chars: the passage size, and the length past which a memory gets passages. An
+            embedder reads a bounded start of each text (all-MiniLM-L6-v2: 256 tokens, about
+            1,000-1,300 characters of English prose, ~850 of Markdown with code).
+        overlap: how far each passage reaches back into the previous one, as a share of
+            ``max_chars``.
+    """
+
+    max_chars: int = Field(2000, ge=200, le=100_000)
+    overlap: float = Field(DEFAULT_OVERLAP, ge=0, lt=0.25)
+
+
 def _carry_mem0_prompts(data: dict[str, Any]) -> None:
     """mem0's prompt keys: ``custom_instructions`` / ``custom_fact_extraction_prompt`` become
     ``extraction.instructions`` (added to memlane's prompt, which keeps its own output format)."""
@@ -149,6 +171,7 @@ class MemoryConfig(_Strict):
     llm: LLMConfig | None = None
     extraction: ExtractionConfig = Field(default_factory=lambda: ExtractionConfig())
     ranking: RankingConfig = Field(default_factory=lambda: RankingConfig())
+    passages: PassageConfig = Field(default_factory=lambda: PassageConfig())
     version: str | None = Field(None, description="accepted for mem0 compatibility; not used")
 
     @classmethod

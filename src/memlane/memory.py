@@ -15,10 +15,13 @@ from typing import Any, Self
 
 from memlane import reembed as reembedding
 from memlane import transfer
+from memlane._indexing import index_texts
 from memlane._store_config import build_store
 from memlane.config import MemoryConfig
 from memlane.core.filters import Node, parse_filter, to_iso
 from memlane.core.inputs import (
+    MAX_MESSAGE_CHARS,
+    check_extractable,
     check_limit,
     check_metadata,
     check_text,
@@ -32,12 +35,22 @@ from memlane.core.inputs import (
 from memlane.core.ranking import Candidate, RankingParams, rank
 from memlane.core.records import NewMemory
 from memlane.core.scope import resolve_scope
-from memlane.core.text import analyse, content_hash, entity_terms, index_text, query_terms
+from memlane.core.text import content_hash, entity_terms, query_terms
 from memlane.errors import ConfigError, InvalidRequest, LLMRequired, MemoryNotFound
 from memlane.pipeline import AddContext, FactPipeline, UsageMeter, steering
 from memlane.protocols import LLM, Embedder, Store, Vector
 from memlane.providers import registry
-from memlane.types import AddResult, AddResultItem, HistoryEvent, MemoryItem, Scope, SearchResult, Source, Usage
+from memlane.types import (
+    AddResult,
+    AddResultItem,
+    HistoryEvent,
+    MemoryItem,
+    Passage,
+    Scope,
+    SearchResult,
+    Source,
+    Usage,
+)
 
 __all__ = ["Memory"]
 
@@ -74,6 +87,13 @@ def _topics(value: object, what: str) -> list[str]:
     if not isinstance(items, list | tuple) or not all(isinstance(t, str) and t.strip() for t in items):
         raise InvalidRequest(f"{what} must be a string or a list of non-empty strings")
     return [t.strip() for t in items]
+
+
+def _add_passage(item: MemoryItem, candidate: Candidate) -> None:
+    """A hit on a long memory: the passage that answered the query, next to the whole text."""
+    hit = candidate.passage
+    if hit is not None:
+        item["passage"] = Passage(start=hit.start, end=hit.end, text=item["memory"][hit.start : hit.end])
 
 
 class Memory:
@@ -116,6 +136,7 @@ class Memory:
             store = build_store(cfg.vector_store, path, cfg.database_path())
         self._store: Store = store
         self._ranking: RankingParams = cfg.ranking.params()
+        self._passages = cfg.passages
         self._clock = clock or (lambda: datetime.now(UTC))
         self._llm: LLM | None = llm
         self._usage = UsageMeter()
@@ -251,6 +272,8 @@ class Memory:
         if kind == "procedural" and infer is False:
             raise InvalidRequest("procedural memory is written by the LLM: drop infer=False")
         msgs = normalise_messages(messages)
+        if llm is not None:
+            check_extractable(msgs)
         meta = check_metadata(metadata)
         now = self._now()
         when = parse_time(timestamp, "timestamp") if timestamp is not None else now
@@ -269,17 +292,16 @@ class Memory:
             return pipeline.add_procedure(ctx) if kind == "procedural" else pipeline.add_facts(ctx)
         if rules is not None or keep or avoid:
             raise InvalidRequest("instructions, includes and excludes steer fact extraction: they need an LLM")
-        texts = [index_text(m.content, m.name) for m in msgs]
         store = self._open()
-        vectors = self._embedder.embed(texts, kind="document")
+        indexed = index_texts(self._embedder, [(m.content, m.name) for m in msgs], self._passages)
         created = to_iso(now)
         rows = [
             NewMemory(
                 id=str(uuid.uuid4()),
                 memory=m.content,
-                search_text=analyse(text),
+                search_text=ix.search_text,
                 hash=content_hash(m.content),
-                embedding=vectors[i],
+                embedding=ix.embedding,
                 user_id=scope.user_id,
                 agent_id=scope.agent_id,
                 run_id=scope.run_id,
@@ -290,8 +312,9 @@ class Memory:
                 timestamp=to_iso(when),
                 expires_at=to_iso(expiry) if expiry else None,
                 conversational=True,
+                passages=ix.passages,
             )
-            for i, (m, text) in enumerate(zip(msgs, texts, strict=True))
+            for m, ix in zip(msgs, indexed, strict=True)
         ]
         outcomes = store.insert(rows, now)
         results = [
@@ -305,6 +328,9 @@ class Memory:
     def update(self, memory_id: str, data: str, *, metadata: Mapping[str, Any] | None = None) -> MemoryItem:
         """Replace a memory's text (and its metadata, when given); history keeps the old text.
 
+        A text longer than the passage size (config ``passages.max_chars``) is searched passage
+        by passage, as in ``add``.
+
         Returns:
             The updated memory.
         Raises:
@@ -312,21 +338,22 @@ class Memory:
             InvalidRequest: empty text, or text that duplicates another memory of the scope.
         """
         check_text(memory_id, "memory_id")
-        text = check_text(data, "data")
+        text = check_text(data, "data", limit=MAX_MESSAGE_CHARS)
         meta = check_metadata(metadata) if metadata is not None else None
         store = self._open()
         current = store.get(memory_id)
         if current is None:
             raise MemoryNotFound(f"no memory with id {memory_id!r}")
-        vector = self._embedder.embed([index_text(text, current.actor_id)], kind="document")[0]
+        (indexed,) = index_texts(self._embedder, [(text, current.actor_id)], self._passages)
         _, after = store.update(
             memory_id,
             text=text,
-            search_text=analyse(index_text(text, current.actor_id)),
+            search_text=indexed.search_text,
             content_hash=content_hash(text),
-            embedding=vector,
+            embedding=indexed.embedding,
             metadata=meta,
             now=self._now(),
+            passages=indexed.passages,
         )
         return after.to_item()
 
@@ -492,8 +519,9 @@ class Memory:
             StoreError: the write failed; nothing was written.
         """
         return transfer.import_records(
-            self._open(), self._embedder, records, on_conflict=on_conflict, progress=progress, now=self._now()
-        )
+            self._open(), self._embedder, records, on_conflict=on_conflict, progress=progress, now=self._now(),
+            passages=self._passages,
+        )  # fmt: skip
 
     def reembed(
         self,
@@ -582,6 +610,10 @@ class Memory:
             as_of: search what was true at that time instead of now: memories whose timestamp
                 is not later, including past versions that reconciliation superseded or
                 invalidated since (those carry ``valid_until``).
+        Returns:
+            ``{"results": [...]}``; a long memory (one with passages) is one result, ranked on
+            its best passage, and carries it as ``passage``: ``{"start", "end", "text"}``, a range
+            of ``memory`` (which stays the whole text).
         Raises:
             ScopeRequired, ScopeConflict, InvalidFilter, InvalidRequest.
         """
@@ -613,6 +645,7 @@ class Memory:
         results: list[MemoryItem] = []
         for hit in ranked:
             item = rows[int(hit.id)].to_item()
+            _add_passage(item, hit.candidate)
             item["score"] = hit.score
             if explain:
                 item["explain"] = hit.explain()
@@ -647,16 +680,20 @@ class Memory:
         now_iso = to_iso(now)
         live = {rid: r for rid, r in context.items() if r.expires_at is None or r.expires_at > now_iso}
         cosine.update(store.cosines(qvec, (rows.keys() | live.keys()) - cosine.keys()))
+        # A long memory is ranked on its best passage's terms (its cosine is already its best).
+        best = store.best_passages(qvec, terms, [rid for rid, r in rows.items() if r.passages])
         out: dict[str, Candidate] = {}
         for rid, row in rows.items():
             prev = live.get(row.prev_rid) if row.prev_rid is not None else None
+            passage = best.get(rid)
             out[str(rid)] = Candidate(
                 id=str(rid),
                 cosine=cosine.get(rid, 0.0),
-                terms=row.search_text.split(),
+                terms=(passage.search_text if passage else row.search_text).split(),
                 timestamp_epoch=datetime.fromisoformat(row.timestamp).timestamp(),
                 sources=tuple(sources[rid]),
                 context_cosine=cosine.get(prev.rid) if prev is not None else None,
                 context_terms=prev.search_text.split() if prev is not None else (),
+                passage=passage,
             )
         return out

@@ -17,11 +17,13 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from memlane.core.filters import Node
+    from memlane.core.passages import PassageHit
     from memlane.core.records import (
         FactOutcome,
         FactPlan,
         ImportOutcome,
         NewMemory,
+        NewPassage,
         PortableEvent,
         PortableMemory,
         SearchRow,
@@ -134,6 +136,12 @@ class Store(Protocol):
     """What ``Memory`` calls on its store; ``memlane.testing.StoreContract`` checks a backend against it.
 
     Every write method is one transaction; reads never see a half-applied write.
+
+    A long memory (``NewMemory.passages``) is stored with its passages, which go with its row:
+    deleted with it, replaced by ``update``, moved to the past version when reconciliation
+    archives its text. Search reaches the memory through them: ``dense`` and ``cosines`` give a
+    memory the best cosine of its own vector and its passages', ``keyword`` matches a memory when
+    its own text or a passage matches, and ``best_passages`` says which passage answers a query.
     """
 
     def open(self, embedder_id: str, dimension: int) -> None: ...
@@ -157,6 +165,7 @@ class Store(Protocol):
         embedding: Vector,
         metadata: dict[str, Any] | None,
         now: datetime,
+        passages: Sequence[NewPassage] = (),
     ) -> tuple[StoredMemory, StoredMemory]: ...
     def apply_facts(self, plan: FactPlan, now: datetime) -> builtins.list[FactOutcome]: ...
     def sources(self, memory_id: str) -> builtins.list[Source]: ...
@@ -186,6 +195,12 @@ class Store(Protocol):
         as_of: datetime | None = None,
     ) -> builtins.list[tuple[int, float]]: ...
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]: ...
+    def best_passages(self, query: Vector, terms: Sequence[str], rids: Iterable[int]) -> dict[int, PassageHit]:
+        """For each given row that has passages, the one that best answers the query: the passage
+        holding the most distinct ``terms``, then the highest cosine. Rows without passages are
+        left out."""
+        ...
+
     def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]: ...
     def followers(
         self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime, as_of: datetime | None = None

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from memlane._indexing import index_texts
+from memlane.config import PassageConfig
 from memlane.core.filters import to_iso
 from memlane.core.portable import header_record, history_record, memory_record, parse_records
 from memlane.core.records import PortableEvent
-from memlane.core.text import analyse, index_text
-from memlane.errors import InvalidRequest, ProviderError
+from memlane.errors import InvalidRequest
 from memlane.protocols import Embedder, Store
 from memlane.types import Scope
 
@@ -72,8 +73,12 @@ def import_records(
     on_conflict: str,
     progress: Callable[[int], None] | None,
     now: datetime,
+    passages: PassageConfig | None = None,
 ) -> dict[str, int]:
     """Validate, embed (in batches, reporting progress) and write the records in one transaction.
+
+    Passages are not part of the records: a long memory is cut into passages here again (with
+    ``passages``, the importing Memory's settings) and they are embedded with the texts.
 
     Raises:
         InvalidRequest: a bad record (named by number) or argument; nothing was written.
@@ -85,21 +90,10 @@ def import_records(
     if progress is not None and not callable(progress):
         raise InvalidRequest(f"progress must be a callable taking the count of memories embedded, got {progress!r}")
     memories, events, _ = parse_records(records)
-    texts = [index_text(m.memory, m.actor_id) for m in memories]
-    for start in range(0, len(texts), EMBED_BATCH):
-        batch = texts[start : start + EMBED_BATCH]
-        vectors = embedder.embed(batch, kind="document")
-        if vectors.shape != (len(batch), embedder.dimension):
-            raise ProviderError(
-                f"{embedder.model_id} returned vectors of shape {vectors.shape} for {len(batch)} texts "
-                f"of dimension {embedder.dimension}; nothing was imported",
-                provider=embedder.model_id,
-            )
-        for i, text in enumerate(batch):
-            row = memories[start + i]
-            row.embedding, row.search_text = vectors[i], analyse(text)
-        if progress is not None:
-            progress(start + len(batch))
+    items = [(m.memory, m.actor_id) for m in memories]
+    indexed = index_texts(embedder, items, passages or PassageConfig(), progress=progress, batch=EMBED_BATCH)
+    for row, ix in zip(memories, indexed, strict=True):
+        row.embedding, row.search_text, row.passages = ix.embedding, ix.search_text, ix.passages
     outcome = store.import_records(memories, events, on_conflict=mode, now=now)
     return {"imported": outcome.imported, "skipped": outcome.skipped, "history": outcome.history}
 

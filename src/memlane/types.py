@@ -20,6 +20,7 @@ __all__ = [
     "HistoryEvent",
     "MemoryItem",
     "Message",
+    "Passage",
     "Scope",
     "SearchResult",
     "Source",
@@ -67,8 +68,21 @@ class Usage(TypedDict):
     completion_tokens: int
 
 
+class Passage(TypedDict):
+    """The part of a long memory that answered a search: ``memory[start:end]`` (offsets count
+    Unicode code points, as Python strings do)."""
+
+    start: int
+    end: int
+    text: str
+
+
 class MemoryItem(TypedDict):
-    """One stored memory as returned by get / get_all / search."""
+    """One stored memory as returned by get / get_all / search.
+
+    ``passage`` is set on search results for a long memory (one stored as passages): the passage
+    that matched best, while ``memory`` stays the whole text.
+    """
 
     id: str
     memory: str
@@ -87,6 +101,7 @@ class MemoryItem(TypedDict):
     explain: NotRequired[Explain]
     valid_until: NotRequired[str]
     sources: NotRequired[list[Source]]
+    passage: NotRequired[Passage]
 
 
 class SearchResult(TypedDict):

@@ -123,7 +123,7 @@ def show_search(results: Sequence[MemoryItem], *, explain: bool) -> None:
     """Search hits, best first; with ``explain``, each signal's value under the memory's text."""
     rows: list[tuple[object, ...]] = []
     for hit in results:
-        text = shorten(hit["memory"])
+        text = shorten(hit["passage"]["text"] if "passage" in hit else hit["memory"])  # a long memory: its passage
         if explain and "explain" in hit:
             ex = hit["explain"]
             text += (

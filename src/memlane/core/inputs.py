@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,10 @@ from typing import Any
 from memlane.errors import InvalidRequest
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
     "MAX_TEXT_CHARS",
     "ChatMessage",
+    "check_extractable",
     "check_limit",
     "check_metadata",
     "check_text",
@@ -27,8 +30,15 @@ __all__ = [
     "resolve_expiry",
 ]
 
+# A query, instructions, or a message that an LLM extracts facts from.
 MAX_TEXT_CHARS = 100_000
+# A message stored verbatim (and a memory's text: update, import). Past the passage size it is
+# searched passage by passage (memlane.core.passages).
+MAX_MESSAGE_CHARS = 2_000_000
 MAX_MESSAGES = 1_000
+# Control characters other than tab, newline, form feed and carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -40,25 +50,70 @@ class ChatMessage:
     name: str | None
 
 
-def check_text(value: object, what: str) -> str:
-    """A non-blank string of at most MAX_TEXT_CHARS characters."""
+def check_text(value: object, what: str, *, limit: int = MAX_TEXT_CHARS) -> str:
+    """A non-blank text of at most ``limit`` characters that is not binary data.
+
+    Raises:
+        InvalidRequest: not a string, blank, too long, or binary (NUL characters, lone
+            surrogates, or more than a fifth control characters), naming the problem.
+    """
     if not isinstance(value, str):
         raise InvalidRequest(f"{what} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise InvalidRequest(f"{what} is empty; pass some text")
-    if len(value) > MAX_TEXT_CHARS:
-        raise InvalidRequest(f"{what} has {len(value)} characters; the limit is {MAX_TEXT_CHARS}: split it")
+    if len(value) > limit:
+        raise InvalidRequest(f"{what} has {len(value)} characters; the limit is {limit}: split it")
+    _check_not_binary(value, what)
     return value
 
 
-def normalise_messages(messages: object) -> list[ChatMessage]:
-    """Accept a string, one message dict, or a list of message dicts.
+def _check_not_binary(value: str, what: str) -> None:
+    if "\x00" in value:
+        raise InvalidRequest(
+            f"{what} contains NUL characters (at character {value.index(chr(0))}): it looks like binary data; "
+            "memlane stores text, so decode or describe the data first"
+        )
+    odd = _SURROGATE.search(value)
+    if odd is not None:
+        raise InvalidRequest(
+            f"{what} is not valid Unicode: a lone surrogate at character {odd.start()} (bytes that were not "
+            "UTF-8, decoded with errors='surrogateescape'?); decode the data as text first"
+        )
+    # A few escape sequences are normal (coloured logs); a text that is mostly control characters is not text.
+    if len(value) >= 32 and _CONTROL.search(value) is not None:
+        count = len(_CONTROL.findall(value))
+        if count * 5 > len(value):
+            raise InvalidRequest(
+                f"{what} is {100 * count // len(value)}% control characters ({count} of {len(value)}): it looks "
+                "like binary data; memlane stores text, so decode or describe the data first"
+            )
+
+
+def check_extractable(messages: Sequence[ChatMessage]) -> None:
+    """Refuse messages too long to hand to an LLM for fact extraction (a verbatim add takes them).
 
     Raises:
-        InvalidRequest: wrong types, missing or empty content, too many messages.
+        InvalidRequest: a message longer than MAX_TEXT_CHARS, naming it and what to do instead.
+    """
+    for i, msg in enumerate(messages):
+        if len(msg.content) > MAX_TEXT_CHARS:
+            raise InvalidRequest(
+                f"message {i} has {len(msg.content)} characters; fact extraction reads at most {MAX_TEXT_CHARS} "
+                f"per message: pass infer=False to store it verbatim (up to {MAX_MESSAGE_CHARS} characters, "
+                "searched passage by passage), or split it"
+            )
+
+
+def normalise_messages(messages: object, *, max_chars: int = MAX_MESSAGE_CHARS) -> list[ChatMessage]:
+    """Accept a string, one message dict, or a list of message dicts.
+
+    Args:
+        max_chars: the longest message content accepted.
+    Raises:
+        InvalidRequest: wrong types, missing, empty or binary content, too many messages.
     """
     if isinstance(messages, str):
-        return [ChatMessage("user", check_text(messages, "messages"), None)]
+        return [ChatMessage("user", check_text(messages, "messages", limit=max_chars), None)]
     if isinstance(messages, Mapping):
         messages = [messages]
     if not isinstance(messages, Sequence) or isinstance(messages, bytes):
@@ -84,7 +139,7 @@ def normalise_messages(messages: object) -> list[ChatMessage]:
         name = msg.get("name")
         if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 256):
             raise InvalidRequest(f"{where}.name must be a non-empty string of at most 256 characters")
-        out.append(ChatMessage(role, check_text(msg.get("content"), f"{where}.content"), name))
+        out.append(ChatMessage(role, check_text(msg.get("content"), f"{where}.content", limit=max_chars), name))
     return out
 
 

@@ -56,7 +56,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from memlane.core.filters import to_iso
-from memlane.core.inputs import check_metadata, check_text, parse_time
+from memlane.core.inputs import MAX_MESSAGE_CHARS, check_metadata, check_text, parse_time
 from memlane.core.records import PortableEvent, PortableMemory, SourceMessage
 from memlane.core.scope import SCOPE_KEYS, validate_scope_id
 from memlane.core.text import content_hash
@@ -168,7 +168,7 @@ class _Fields:
 
     def text(self, key: str) -> str:
         try:
-            return check_text(self.data.get(key), key)
+            return check_text(self.data.get(key), key, limit=MAX_MESSAGE_CHARS)
         except InvalidRequest as exc:
             raise InvalidRequest(f"{self.where}: {exc}") from None
 

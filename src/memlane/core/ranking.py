@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from memlane.core.passages import PassageHit
 from memlane.types import Explain
 
 __all__ = ["Candidate", "RankingParams", "Scored", "keyword_score", "rank", "term_idf"]
@@ -48,7 +49,11 @@ class RankingParams:
 
 @dataclass
 class Candidate:
-    """One memory under consideration, with its conversation neighbour's signals if it has one."""
+    """One memory under consideration, with its conversation neighbour's signals if it has one.
+
+    For a long memory, ``cosine`` is the best of its own vector's and its passages', ``terms``
+    are those of ``passage``: the passage that best answers the query (see ``Store.best_passages``).
+    """
 
     id: str
     cosine: float
@@ -57,6 +62,7 @@ class Candidate:
     sources: tuple[str, ...]
     context_cosine: float | None = None
     context_terms: Sequence[str] = ()
+    passage: PassageHit | None = None
 
 
 def term_idf(query: Sequence[str], df: Mapping[str, int], n_docs: int) -> dict[str, float]:

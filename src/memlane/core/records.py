@@ -16,6 +16,7 @@ __all__ = [
     "FactWrite",
     "ImportOutcome",
     "NewMemory",
+    "NewPassage",
     "PortableEvent",
     "PortableMemory",
     "SearchRow",
@@ -25,8 +26,24 @@ __all__ = [
 
 
 @dataclass
+class NewPassage:
+    """One passage of a long memory about to be written: its range of the memory's text (and
+    order), its analysed form and its vector (see :mod:`memlane.core.passages`)."""
+
+    seq: int
+    start: int
+    end: int
+    search_text: str
+    embedding: Vector
+
+
+@dataclass
 class NewMemory:
-    """A memory about to be written: text, its analysed form and vector, scope and times (ISO)."""
+    """A memory about to be written: text, its analysed form and vector, scope and times (ISO).
+
+    A long memory also carries its ``passages``; its own ``search_text`` and ``embedding`` are
+    then those of its first passage (the start of the text, as an embedder sees it).
+    """
 
     id: str
     memory: str
@@ -44,6 +61,7 @@ class NewMemory:
     expires_at: str | None
     # Verbatim chat messages link to the message before them (see SQLiteStore.insert).
     conversational: bool = False
+    passages: list[NewPassage] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -137,13 +155,17 @@ class StoredMemory:
 
 
 class SearchRow(NamedTuple):
-    """The few columns ranking needs of a search candidate (full rows are read for hits only)."""
+    """The few columns ranking needs of a search candidate (full rows are read for hits only).
+
+    ``passages`` counts the memory's passages (0 for a memory indexed whole).
+    """
 
     rid: int
     search_text: str
     timestamp: str
     prev_rid: int | None
     expires_at: str | None
+    passages: int = 0
 
 
 @dataclass
@@ -156,9 +178,9 @@ class PortableMemory:
     the messages linked to the memory ``version_of or id``; a store exports them on one row per
     memory (the current row, else the newest past version).
 
-    ``rid`` is the store-local row position an export pages by (0 on import). ``search_text``
-    and ``embedding`` are filled by the importing ``Memory`` (empty on export: they depend on the
-    embedder, and import recomputes them).
+    ``rid`` is the store-local row position an export pages by (0 on import). ``search_text``,
+    ``embedding`` and ``passages`` are filled by the importing ``Memory`` (empty on export: they
+    depend on the embedder and the passage size, and import recomputes them).
     """
 
     id: str
@@ -183,6 +205,7 @@ class PortableMemory:
     search_text: str = ""
     # Not compared: equal records are equal whatever vector an embedder gave them.
     embedding: Vector = field(default_factory=lambda: np.zeros(0, dtype=np.float32), compare=False)
+    passages: list[NewPassage] = field(default_factory=list, compare=False)
 
     @property
     def memory_id(self) -> str:

@@ -121,7 +121,8 @@ def memory_header(context: Mapping[str, str]) -> str:
 
 
 def format_memories(items: Sequence[MemoryItem], context: Mapping[str, str]) -> str:
-    """The block the model sees: the header, then ``- "<memory>" (id <id>, <date>)`` per memory.
+    """The block the model sees: the header, then ``- "<memory>" (id <id>, <date>)`` per memory
+    (for a long memory, the passage that matched the search, marked as an excerpt).
 
     Returns:
         The block, or "" when there are no memories.
@@ -130,6 +131,10 @@ def format_memories(items: Sequence[MemoryItem], context: Mapping[str, str]) -> 
         return ""
     lines = [memory_header(context)]
     for item in items:
+        if "passage" in item:  # a long memory: the passage that matched, not the whole document
+            quoted = quote_data(item["passage"]["text"])
+            lines.append(f"- {quoted} (excerpt of memory {item['id']}, {item['timestamp'][:10]})")
+            continue
         quoted = quote_data(item["memory"])
         lines.append(f"- {quoted} (id {item['id']}, {item['timestamp'][:10]})")
     return "\n".join(lines)

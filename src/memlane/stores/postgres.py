@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from memlane.core.filters import Node
+from memlane.core.passages import PassageHit
 from memlane.errors import ConfigError, EmbedderMismatch, InvalidRequest, StoreBusy, StoreError
 from memlane.protocols import Vector
 from memlane.stores.sql_reembed import VECTOR_TABLES, Reembedding, VectorTable
@@ -271,7 +272,7 @@ class PostgresStore(SQLStore, Reembedding):
         """Delete every memory, history event, statistic and the embedder record: an empty store."""
 
         def run(tx: Tx) -> None:
-            tx.execute("TRUNCATE memories, history, memory_sources, sources, doc_stats, term_stats")
+            tx.execute("TRUNCATE passages, memories, history, memory_sources, sources, doc_stats, term_stats")
             tx.execute("TRUNCATE reembed_vectors")
             tx.execute("DELETE FROM meta WHERE key IN ('embedder_id', 'embedder_dimension', 'embedder_next')")
 
@@ -335,7 +336,8 @@ class PostgresStore(SQLStore, Reembedding):
 
         BM25 over the GIN index's matches, each term weighted by its IDF and the row's length
         normalised against the mean; term frequency inside one memory counts once (memories are
-        short facts and messages). ``Memory`` scores the candidates again with full BM25.
+        short facts and messages). ``Memory`` scores the candidates again with full BM25. A long
+        memory matches through its passages too, scored by its best passage (as a text of mean length).
         """
         if not terms:
             return []
@@ -351,18 +353,33 @@ class PostgresStore(SQLStore, Reembedding):
             "AS idf FROM s CROSS JOIN unnest(?::text[]) AS t (term) LEFT JOIN (SELECT term, sum(docs)::float8 AS df "
             "FROM term_stats WHERE term = ANY(?) GROUP BY term) AS x ON x.term = t.term) "
         )
-        parts: builtins.list[str] = []
-        weights: builtins.list[Any] = []
-        for term in terms:
-            parts.append("CASE WHEN m.terms @@ ?::tsquery THEN (SELECT idf FROM w WHERE w.term = ?) ELSE 0 END")
-            weights += [_tsquery_lexeme(term), term]
+
+        def weight(alias: str) -> tuple[str, builtins.list[Any]]:
+            parts: builtins.list[str] = []
+            values: builtins.list[Any] = []
+            for term in terms:
+                parts.append(
+                    f"CASE WHEN {alias}.terms @@ ?::tsquery THEN (SELECT idf FROM w WHERE w.term = ?) ELSE 0 END"
+                )
+                values += [_tsquery_lexeme(term), term]
+            return f"({' + '.join(parts)})", values
+
+        own, own_values = weight("m")
         norm = f"(1 + {_BM25_K1} * (1 - {_BM25_B} + {_BM25_B} * m.n_terms / (SELECT avg FROM s)))"
+        by_passage, passage_values = weight("p")
         sql = (
-            f"{stats}SELECT m.rid FROM memories m WHERE m.terms @@ ?::tsquery AND {where} "
-            f"ORDER BY ({' + '.join(parts)}) / {norm} DESC, m.rid DESC LIMIT ?"
+            f"{stats}SELECT * FROM (SELECT m.rid, {own} / {norm} AS score FROM memories m "
+            f"WHERE m.terms @@ ?::tsquery AND {where} ORDER BY score DESC, m.rid DESC LIMIT ?) AS own "
+            f"UNION ALL SELECT * FROM (SELECT p.rid, max({by_passage}) / {1 + _BM25_K1} AS score "
+            f"FROM passages p JOIN memories m ON m.rid = p.rid WHERE p.terms @@ ?::tsquery AND {where} "
+            "GROUP BY p.rid ORDER BY score DESC, p.rid DESC LIMIT ?) AS by_passage"
         )
         wanted = builtins.list(terms)
-        return [r[0] for r in self._read(sql, [wanted, wanted, query, *params, *weights, k])]
+        values = [wanted, wanted, *own_values, query, *params, k, *passage_values, query, *params, k]
+        best: dict[int, float] = {}
+        for rid, score in self._read(sql, values):
+            best[int(rid)] = max(float(score), best.get(int(rid), 0.0))
+        return [rid for rid, _ in sorted(best.items(), key=lambda x: (-x[1], -x[0]))[:k]]
 
     def dense(
         self,
@@ -373,38 +390,93 @@ class PostgresStore(SQLStore, Reembedding):
         now: datetime,
         as_of: datetime | None = None,
     ) -> builtins.list[tuple[int, float]]:
-        """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter (true at ``as_of``)."""
+        """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter (true at ``as_of``).
+
+        A memory's cosine is the best of its own vector's and its passages'.
+        """
         where, params = self._where(scope, node, now, as_of)
-        limit = EXACT_SEARCH_ROWS
 
         def run(conn: psycopg.Connection[Any]) -> builtins.list[tuple[int, float]]:
             if self._opened is not None:  # a re-embedding may have switched the store's embedder
                 check_recorded(PostgresTx(conn, self.schema), self._opened)
-            count_sql = f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {where} LIMIT {limit}) AS s"
-            (count,) = conn.execute(pg_sql(count_sql), params).fetchone()  # type: ignore[misc]
-            if count < limit:
-                # Few rows: rank them all. MATERIALIZED keeps the planner off the HNSW index.
-                sql = (
-                    f"WITH c AS MATERIALIZED (SELECT m.rid, m.embedding FROM memories m WHERE {where}) "
-                    "SELECT rid, 1 - (embedding <=> ?) AS cosine FROM c ORDER BY cosine DESC, rid LIMIT ?"
-                )
-                rows = conn.execute(pg_sql(sql), [*params, query, k]).fetchall()
-            else:
-                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(100, 2 * k))),))
-                conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-                sql = (
-                    "SELECT m.rid, 1 - (m.embedding <=> ?) FROM memories m "
-                    f"WHERE {where} ORDER BY m.embedding <=> ? LIMIT ?"
-                )
-                rows = conn.execute(pg_sql(sql), [query, *params, query, k]).fetchall()
-            return sorted(((int(r[0]), float(r[1])) for r in rows), key=lambda x: (-x[1], x[0]))
+            rows = self._nearest(conn, "memories m", "m", where, params, query, k)
+            near = self._nearest(conn, "passages p JOIN memories m ON m.rid = p.rid", "p", where, params, query, 4 * k)
+            if not near:
+                return rows
+            # The best passages may belong to few memories: take their memories' best cosines.
+            owners: dict[int, float] = {}
+            for rid, cos in near:
+                owners[rid] = max(cos, owners.get(rid, -2.0))
+            wanted = {rid for rid, _ in rows} | set(sorted(owners, key=lambda r: (-owners[r], r))[:k])
+            best = self._best_cosines(conn, query, wanted)
+            return sorted(best.items(), key=lambda x: (-x[1], x[0]))[:k]
 
         return self._run(run, "a search", retry=True)
 
+    @staticmethod
+    def _nearest(
+        conn: psycopg.Connection[Any],
+        source: str,
+        alias: str,
+        where: str,
+        params: builtins.list[Any],
+        query: Vector,
+        k: int,
+    ) -> builtins.list[tuple[int, float]]:
+        """(rid, cosine) of the ``k`` nearest vectors of ``source`` (memories, or passages with their
+        memory) whose memory ``m`` passes ``where``: exact over few rows, else by the HNSW index."""
+        limit = EXACT_SEARCH_ROWS
+        count_sql = f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {where} LIMIT {limit}) AS s"
+        (count,) = conn.execute(pg_sql(count_sql), params).fetchone()  # type: ignore[misc]
+        if count == 0:
+            return []
+        if count < limit:
+            # Few rows: rank them all. MATERIALIZED keeps the planner off the HNSW index.
+            sql = (
+                f"WITH c AS MATERIALIZED (SELECT {alias}.rid, {alias}.embedding FROM {source} WHERE {where}) "
+                "SELECT rid, 1 - (embedding <=> ?) AS cosine FROM c ORDER BY cosine DESC, rid LIMIT ?"
+            )
+            rows = conn.execute(pg_sql(sql), [*params, query, k]).fetchall()
+        else:
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(100, 2 * k))),))
+            conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            sql = (
+                f"SELECT {alias}.rid, 1 - ({alias}.embedding <=> ?) FROM {source} "
+                f"WHERE {where} ORDER BY {alias}.embedding <=> ? LIMIT ?"
+            )
+            rows = conn.execute(pg_sql(sql), [query, *params, query, k]).fetchall()
+        return sorted(((int(r[0]), float(r[1])) for r in rows), key=lambda x: (-x[1], x[0]))
+
+    @staticmethod
+    def _best_cosines(conn: psycopg.Connection[Any], query: Vector, rids: Iterable[int]) -> dict[int, float]:
+        """Each row's cosine: the best of its own vector's and its passages'."""
+        sql = (
+            "SELECT m.rid, GREATEST(1 - (m.embedding <=> ?), (SELECT max(1 - (p.embedding <=> ?)) FROM passages p "
+            "WHERE p.rid = m.rid)) FROM memories m WHERE m.rid = ANY(?)"
+        )
+        rows = conn.execute(pg_sql(sql), [query, query, builtins.list(rids)]).fetchall()
+        return {int(r[0]): float(r[1]) for r in rows}
+
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]:
-        """Cosine of the query to each row (for keyword-only candidates)."""
+        """Cosine of the query to each row, the best of its own and its passages' (for keyword-only candidates)."""
         wanted = builtins.list(rids)
         if not wanted:
             return {}
-        rows = self._read("SELECT rid, 1 - (embedding <=> ?) FROM memories WHERE rid = ANY(?)", [query, wanted])
-        return {int(r[0]): float(r[1]) for r in rows}
+        return self._run(lambda conn: self._best_cosines(conn, query, wanted), "a read", retry=True)
+
+    def best_passages(self, query: Vector, terms: Sequence[str], rids: Iterable[int]) -> dict[int, PassageHit]:
+        """Each given row's passage that best answers the query (rows without passages are left out).
+
+        Best: the passage holding the most distinct ``terms``, then the highest cosine.
+        """
+        wanted = builtins.list(rids)
+        if not wanted:
+            return {}
+        matched = "".join(f"{' + ' if i else ''}(p.terms @@ ?::tsquery)::int" for i in range(len(terms)))
+        sql = (
+            "SELECT DISTINCT ON (p.rid) p.rid, p.seq, p.char_start, p.char_end, 1 - (p.embedding <=> ?) AS cosine, "
+            f"p.search_text FROM passages p WHERE p.rid = ANY(?) "
+            f"ORDER BY p.rid, {f'{matched} DESC, ' if terms else ''}cosine DESC, p.seq"
+        )
+        rows = self._read(sql, [query, wanted, *(_tsquery_lexeme(t) for t in terms)])
+        return {int(r[0]): PassageHit(int(r[1]), int(r[2]), int(r[3]), float(r[4]), r[5]) for r in rows}

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from memlane.core.records import ImportOutcome, PortableEvent, PortableMemory, SourceMessage
 from memlane.errors import InvalidRequest, MemoryConflict
-from memlane.stores.sql_rows import live_duplicate, none, scope_sql
+from memlane.stores.sql_rows import insert_passages, live_duplicate, none, scope_sql
 from memlane.stores.sql_tx import Tx
 from memlane.types import Scope
 
@@ -236,7 +236,7 @@ class Importer:
         return int(row[0]) if row is not None else None
 
     def _insert(self, m: PortableMemory, prev_rid: int | None) -> int:
-        return self.tx.insert(
+        rid = self.tx.insert(
             "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, "
             "hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding, version_of, "
             "valid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -245,6 +245,8 @@ class Importer:
              prev_rid, self.tx.vector(m.embedding), m.version_of, m.valid_until),
             "rid",
         )  # fmt: skip
+        insert_passages(self.tx, rid, m.passages)
+        return rid
 
     def _link(self, m: PortableMemory) -> None:
         """Store the memory's source messages and link them to it, in order.

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from memlane.core.records import FactOutcome, FactPlan, FactWrite, NewMemory, StoredMemory
+from memlane.core.records import FactOutcome, FactPlan, FactWrite, NewMemory, NewPassage, StoredMemory
 from memlane.stores.sql_tx import Tx
 from memlane.types import Scope
 
@@ -21,6 +21,7 @@ __all__ = [
     "LIVE",
     "FactWriter",
     "delete_rows",
+    "insert_passages",
     "insert_row",
     "live_duplicate",
     "none",
@@ -88,8 +89,8 @@ def live_duplicate(tx: Tx, key: Sequence[str]) -> tuple[str, str | None, int] | 
 
 
 def insert_row(tx: Tx, r: NewMemory, prev_rid: int | None) -> int:
-    """Insert one new memory row (the backend's triggers index it); returns its row id."""
-    return tx.insert(
+    """Insert one new memory row and its passages (the backend's triggers index them); returns its row id."""
+    rid = tx.insert(
         "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, "
         "n_terms, hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -113,6 +114,18 @@ def insert_row(tx: Tx, r: NewMemory, prev_rid: int | None) -> int:
             tx.vector(r.embedding),
         ),
         "rid",
+    )
+    insert_passages(tx, rid, r.passages)
+    return rid
+
+
+def insert_passages(tx: Tx, rid: int, passages: Sequence[NewPassage]) -> None:
+    """Write the passages of the memory row ``rid`` (none for a memory indexed whole)."""
+    if not passages:
+        return
+    tx.executemany(
+        "INSERT INTO passages (rid, seq, char_start, char_end, search_text, embedding) VALUES (?, ?, ?, ?, ?, ?)",
+        [(rid, p.seq, p.start, p.end, p.search_text, tx.vector(p.embedding)) for p in passages],
     )
 
 
@@ -253,19 +266,23 @@ class FactWriter:
             (r.memory, r.search_text, len(r.search_text.split()), r.hash, self.now, r.timestamp,
              self.tx.vector(r.embedding), target.id),
         )  # fmt: skip
+        insert_passages(self.tx, target.rid, r.passages)
         record(self.tx, target.id, "UPDATE", target.memory, r.memory, self.now, r.timestamp, self._scope(r))
         self._link(target.id, w.sources)
         return FactOutcome(target.id, "UPDATE", r.memory, target.memory)
 
     def _archive(self, target: StoredMemory, until: str) -> None:
-        """Keep the target's current text as a past version, true until ``until``."""
-        self.tx.execute(
+        """Keep the target's current text as a past version, true until ``until``; the passages of
+        that text move to the past version."""
+        version = self.tx.insert(
             "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, "
             "hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding, version_of, "
             "valid_until) SELECT ?, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, hash, "
             "metadata, created_at, ?, timestamp, expires_at, NULL, embedding, id, ? FROM memories WHERE id = ?",
             (str(uuid.uuid4()), self.now, max(until, target.timestamp), target.id),
+            "rid",
         )
+        self.tx.execute("UPDATE passages SET rid = ? WHERE rid = ?", (version, target.rid))
 
     def _link(self, memory_id: str, sources: tuple[int, ...]) -> None:
         for index in sources:

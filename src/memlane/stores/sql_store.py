@@ -26,6 +26,7 @@ from memlane.core.records import (
     FactPlan,
     ImportOutcome,
     NewMemory,
+    NewPassage,
     PortableEvent,
     PortableMemory,
     SearchRow,
@@ -39,6 +40,7 @@ from memlane.stores.sql_rows import (
     LIVE,
     FactWriter,
     delete_rows,
+    insert_passages,
     insert_row,
     live_duplicate,
     none,
@@ -162,8 +164,9 @@ class SQLStore(ABC):
         embedding: Vector,
         metadata: dict[str, Any] | None,
         now: datetime,
+        passages: Sequence[NewPassage] = (),
     ) -> tuple[StoredMemory, StoredMemory]:
-        """Replace a memory's text (and metadata when given); returns (before, after).
+        """Replace a memory's text (and metadata when given) and its passages; returns (before, after).
 
         Raises:
             MemoryNotFound: no such id.
@@ -200,6 +203,8 @@ class SQLStore(ABC):
                     memory_id,
                 ),
             )
+            tx.execute("DELETE FROM passages WHERE rid = ?", (before.rid,))
+            insert_passages(tx, before.rid, passages)
             record(tx, memory_id, "UPDATE", before.memory, text, now_iso, now_iso, (row[2], row[3], row[4]))
             after = row_to_memory(
                 tx.execute(f"SELECT {COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,)).fetchone()
@@ -399,9 +404,12 @@ class SQLStore(ABC):
         return {row[0]: row_to_memory(row) for row in rows}
 
     def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]:
-        """Ranking columns of search candidates, by row id."""
-        sql = "SELECT rid, search_text, timestamp, prev_rid, expires_at FROM memories WHERE rid IN ({marks})"
-        return {row[0]: SearchRow(*row) for row in self._read_in(sql, rids)}
+        """Ranking columns of search candidates, by row id, with how many passages each has."""
+        sql = (
+            "SELECT m.rid, m.search_text, m.timestamp, m.prev_rid, m.expires_at, "
+            "(SELECT count(*) FROM passages p WHERE p.rid = m.rid) FROM memories m WHERE m.rid IN ({marks})"
+        )
+        return {r[0]: SearchRow(r[0], r[1], r[2], r[3], r[4], int(r[5])) for r in self._read_in(sql, rids)}
 
     def followers(
         self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime, as_of: datetime | None = None

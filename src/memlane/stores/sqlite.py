@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from memlane.core.filters import Node, compile_sqlite
+from memlane.core.passages import PassageHit
 from memlane.errors import EmbedderMismatch, InvalidRequest, StoreBusy, StoreError
 from memlane.protocols import Vector
 from memlane.stores.sql_reembed import Reembedding, VectorTable
@@ -50,6 +51,22 @@ _SYNC_STATE = (
 
 def _epoch(iso: str | None) -> float:
     return datetime.fromisoformat(iso).timestamp() if iso else math.inf
+
+
+def _cached(row: Sequence[Any], passages: list[Any]) -> CachedRow:
+    """A ``SELECT {_CACHE_COLUMNS}`` row and its ``(rid, seq, embedding)`` passage rows, for the cache."""
+    return CachedRow(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        _epoch(row[4]),
+        np.frombuffer(row[5], dtype="<f4"),
+        start=_epoch(row[6]),
+        until=_epoch(row[7]),
+        passage_seqs=[p[1] for p in passages],
+        passage_vecs=np.stack([np.frombuffer(p[2], dtype="<f4") for p in passages]) if passages else None,
+    )
 
 
 class SQLiteStore(SQLStore, Reembedding):
@@ -238,6 +255,7 @@ class SQLiteStore(SQLStore, Reembedding):
         # A deleted row's terms stay in older keyword-index segments (FTS5 only records the
         # deletion) until the segments merge: merge them all, inside the purge's transaction.
         tx.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+        tx.execute("INSERT INTO passages_fts (passages_fts) VALUES ('optimize')")
 
     def _after_purge(self) -> None:
         """After a purge: copy the write-ahead log into the file and empty it (old page images
@@ -260,6 +278,7 @@ class SQLiteStore(SQLStore, Reembedding):
         """Delete every memory, history event and the embedder record: an empty store."""
 
         def run(tx: Tx) -> None:
+            tx.execute("DELETE FROM passages")
             tx.execute("DELETE FROM memories")
             tx.execute("DELETE FROM history")
             tx.execute("DELETE FROM memory_sources")
@@ -301,16 +320,30 @@ class SQLiteStore(SQLStore, Reembedding):
         now: datetime,
         as_of: datetime | None = None,
     ) -> builtins.list[int]:
-        """Row ids of the best ``k`` BM25 matches (any query term) in scope (true at ``as_of`` if given)."""
+        """Row ids of the best ``k`` BM25 matches (any query term) in scope (true at ``as_of`` if given).
+
+        A long memory matches through its passages too (scored by its best passage).
+        """
         if not terms:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         where, params = self._where(scope, node, now, as_of)
-        sql = (
-            "SELECT m.rid FROM memories_fts f JOIN memories m ON m.rid = f.rowid "
+        own = (
+            "SELECT m.rid, bm25(memories_fts) FROM memories_fts f JOIN memories m ON m.rid = f.rowid "
             f"WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts) LIMIT ?"
         )
-        return [r[0] for r in self._read(sql, [match, *params, k])]
+        # MATERIALIZED: bm25() only runs in the full-text query itself, not in a flattened GROUP BY.
+        by_passage = (
+            "WITH hits AS MATERIALIZED (SELECT p.rid AS rid, bm25(passages_fts) AS score "
+            "FROM passages_fts f JOIN passages p ON p.pid = f.rowid JOIN memories m ON m.rid = p.rid "
+            f"WHERE passages_fts MATCH ? AND {where}) SELECT rid, min(score) AS best FROM hits "
+            "GROUP BY rid ORDER BY best LIMIT ?"
+        )
+        best: dict[int, float] = {}
+        for sql in (own, by_passage):
+            for rid, score in self._read(sql, [match, *params, k]):
+                best[rid] = min(score, best.get(rid, math.inf))
+        return [rid for rid, _ in sorted(best.items(), key=lambda x: (x[1], x[0]))[:k]]
 
     def dense(
         self,
@@ -332,8 +365,38 @@ class SQLiteStore(SQLStore, Reembedding):
         return cache.search(query, scope, k, now.timestamp(), allowed, as_of=at)
 
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]:
-        """Cosine of the query to each row (for keyword-only candidates)."""
+        """Cosine of the query to each row, the best of its own and its passages' (for keyword-only candidates)."""
         return self._sync().cosines(query, rids)
+
+    def best_passages(self, query: Vector, terms: Sequence[str], rids: Iterable[int]) -> dict[int, PassageHit]:
+        """Each given row's passage that best answers the query (rows without passages are left out).
+
+        Best: the passage holding the most distinct ``terms``, then the highest cosine.
+        """
+        cosines = self._sync().passage_cosines(query, rids)
+        if not cosines:
+            return {}
+        wanted = builtins.list(cosines)
+        matched: dict[tuple[int, int], int] = {}
+        for term in terms:
+            sql = (
+                "SELECT p.rid, p.seq FROM passages_fts f JOIN passages p ON p.pid = f.rowid "
+                "WHERE p.rid IN ({marks}) AND passages_fts MATCH ?"
+            )
+            for key in self._read_in(sql, wanted, ['"' + term.replace('"', '""') + '"']):
+                matched[(key[0], key[1])] = matched.get((key[0], key[1]), 0) + 1
+        chosen = {
+            rid: max(pairs, key=lambda sc: (matched.get((rid, sc[0]), 0), sc[1], -sc[0]))
+            for rid, pairs in cosines.items()
+        }
+        out: dict[int, PassageHit] = {}
+        for rid, (seq, cos) in chosen.items():
+            rows = self._read(
+                "SELECT char_start, char_end, search_text FROM passages WHERE rid = ? AND seq = ?", (rid, seq)
+            )
+            if rows:
+                out[rid] = PassageHit(seq, rows[0][0], rows[0][1], cos, rows[0][2])
+        return out
 
     def _sync(self) -> VectorCache:
         """Bring the in-process vector cache up to the database's change log."""
@@ -354,6 +417,7 @@ class SQLiteStore(SQLStore, Reembedding):
             if cache.seq < 0 or (low is not None and cache.seq < low - 1):
                 cache.clear()
                 rows = self._read(f"SELECT {_CACHE_COLUMNS} FROM memories")
+                passages = self._read("SELECT rid, seq, embedding FROM passages ORDER BY rid, seq")
                 deleted: list[int] = []
             else:
                 changed = [r[0] for r in self._read("SELECT DISTINCT rid FROM changes WHERE seq > ?", (cache.seq,))]
@@ -361,20 +425,13 @@ class SQLiteStore(SQLStore, Reembedding):
                     f"SELECT {_CACHE_COLUMNS} FROM memories WHERE rid IN ({{marks}})",
                     changed,
                 )
+                passages = self._read_in("SELECT rid, seq, embedding FROM passages WHERE rid IN ({marks})", changed)
+                passages.sort(key=lambda p: (p[0], p[1]))
                 deleted = sorted(set(changed) - {r[0] for r in rows})
-            upserts = [
-                CachedRow(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    _epoch(r[4]),
-                    np.frombuffer(r[5], dtype="<f4"),
-                    start=_epoch(r[6]),
-                    until=_epoch(r[7]),
-                )
-                for r in rows
-            ]
+            by_row: dict[int, list[Any]] = {}
+            for p in passages:
+                by_row.setdefault(p[0], []).append(p)
+            upserts = [_cached(r, by_row.get(r[0], [])) for r in rows]
             cache.apply(upserts, deleted)
             cache.seq = top
             return cache

@@ -128,6 +128,43 @@ CREATE TABLE memory_sources (
 CREATE INDEX memory_sources_sid ON memory_sources (sid);
 """
 
+_PASSAGES = """
+-- Passages of long memories (memlane.core.passages): each is a range [char_start, char_end) of its
+-- memory's text, with its own analysed text and vector. They go with their row: deleting the row
+-- deletes them, and a past version keeps the passages of the text it holds.
+CREATE TABLE passages (
+    pid         INTEGER PRIMARY KEY,
+    rid         INTEGER NOT NULL REFERENCES memories (rid) ON DELETE CASCADE,
+    seq         INTEGER NOT NULL,
+    char_start  INTEGER NOT NULL,
+    char_end    INTEGER NOT NULL,
+    search_text TEXT NOT NULL,
+    embedding   BLOB NOT NULL,
+    UNIQUE (rid, seq)
+);
+CREATE VIRTUAL TABLE passages_fts USING fts5 (
+    search_text, content='passages', content_rowid='pid', tokenize='unicode61 remove_diacritics 0'
+);
+-- A change to a passage is a change of its memory for the vector caches.
+CREATE TRIGGER passages_ai AFTER INSERT ON passages BEGIN
+    INSERT INTO passages_fts (rowid, search_text) VALUES (new.pid, new.search_text);
+    INSERT INTO changes (rid) VALUES (new.rid);
+END;
+CREATE TRIGGER passages_ad AFTER DELETE ON passages BEGIN
+    INSERT INTO passages_fts (passages_fts, rowid, search_text) VALUES ('delete', old.pid, old.search_text);
+    INSERT INTO changes (rid) VALUES (old.rid);
+END;
+-- A passage moves to a past version (rid) or gets a new vector (reembed): both memories reload.
+CREATE TRIGGER passages_au AFTER UPDATE ON passages BEGIN
+    INSERT INTO changes (rid) VALUES (old.rid);
+    INSERT INTO changes (rid) VALUES (new.rid);
+END;
+CREATE TRIGGER passages_au_text AFTER UPDATE OF search_text ON passages BEGIN
+    INSERT INTO passages_fts (passages_fts, rowid, search_text) VALUES ('delete', old.pid, old.search_text);
+    INSERT INTO passages_fts (rowid, search_text) VALUES (new.pid, new.search_text);
+END;
+"""
+
 _REEMBED = """
 -- memlane reembed: new vectors staged per row (tbl: the vector table, k: its row key) until one
 -- transaction swaps them in (memlane.stores.sql_reembed). A row's staged vector goes when its
@@ -161,6 +198,7 @@ END;
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", _INITIAL),
     (2, "fact versions, effective times, provenance", _FACTS),
+    (3, "passages of long memories", _PASSAGES),
     (4, "re-embedding: staged vectors; keyword index follows the text only", _REEMBED),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]

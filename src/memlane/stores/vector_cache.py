@@ -5,6 +5,11 @@ the same transaction; before each search the cache reads the log past the last s
 applied, so writes from other processes (a server's workers, a CLI) are visible at once. Exact
 search over a contiguous float32 matrix is 3-5 ms at 100k x 384 on two cores, with no recall loss
 and no index build: an approximate index can slot in here when stores grow past a few million.
+
+Passages of long memories (:mod:`memlane.core.passages`) sit in a second matrix, each run of a
+memory's passages contiguous and carrying a copy of its memory's scope, expiry and validity (a
+change to the memory reloads them). A memory's cosine is the best of its own vector's and its
+passages'.
 """
 
 from __future__ import annotations
@@ -12,12 +17,12 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from memlane.protocols import Vector
+from memlane.protocols import Vector, Vectors
 from memlane.types import Scope
 
 __all__ = ["CachedRow", "VectorCache"]
@@ -29,6 +34,7 @@ class CachedRow:
 
     ``start`` is when the memory became true (its timestamp); ``until`` is inf for a current
     memory and the end of validity for a past version (which only ``as_of`` searches see).
+    ``passage_seqs`` and ``passage_vecs`` are the row's passages (none for a memory indexed whole).
     """
 
     rid: int
@@ -39,119 +45,164 @@ class CachedRow:
     embedding: Vector
     start: float = -math.inf
     until: float = math.inf
+    passage_seqs: list[int] = field(default_factory=list)
+    passage_vecs: Vectors | None = None
+
+
+class _Block:
+    """Vectors with the fields search masks on, in parallel arrays; ``key`` is the owning row id."""
+
+    def __init__(self, dimension: int, capacity: int = 1024) -> None:
+        self.dimension = dimension
+        self.size = 0
+        self.dead = 0
+        self.vecs = np.zeros((capacity, dimension), dtype=np.float32)
+        self.key = np.full(capacity, -1, dtype=np.int64)
+        self.seq = np.zeros(capacity, dtype=np.int32)
+        self.scope = np.zeros((capacity, 3), dtype=np.int32)
+        self.expires = np.full(capacity, math.inf, dtype=np.float64)
+        self.start = np.full(capacity, -math.inf, dtype=np.float64)
+        self.until = np.full(capacity, math.inf, dtype=np.float64)
+        self.alive = np.zeros(capacity, dtype=bool)
+
+    _ARRAYS = ("vecs", "key", "seq", "scope", "expires", "start", "until", "alive")
+
+    def reserve(self, extra: int) -> None:
+        """Room for ``extra`` more slots (one allocation for a full load, not ~log2(n) copies)."""
+        need, cap = self.size + extra, len(self.key)
+        if need <= cap:
+            return
+        bigger = _Block(self.dimension, max(need, cap * 2))
+        for name in self._ARRAYS:
+            getattr(bigger, name)[: self.size] = getattr(self, name)[: self.size]
+        for name in self._ARRAYS:
+            setattr(self, name, getattr(bigger, name))
+
+    def put(self, slots: slice | int, row: CachedRow, codes: tuple[int, int, int]) -> None:
+        """Set the masked-on fields of ``slots`` from ``row`` and mark them alive."""
+        self.key[slots] = row.rid
+        self.scope[slots] = codes
+        self.expires[slots] = row.expires
+        self.start[slots] = row.start
+        self.until[slots] = row.until
+        self.alive[slots] = True
+
+    def compact(self) -> npt.NDArray[np.int64]:
+        """Drop dead slots, keeping order; returns each old slot's new position (-1: dropped)."""
+        keep = np.flatnonzero(self.alive[: self.size])
+        moved = np.full(self.size, -1, dtype=np.int64)
+        moved[keep] = np.arange(len(keep))
+        for name in self._ARRAYS:
+            array = getattr(self, name)
+            array[: len(keep)] = array[keep]
+        self.alive[len(keep) : self.size] = False
+        self.size = len(keep)
+        self.dead = 0
+        return moved
+
+    def mask(self, scope_codes: list[int | None], now: float, as_of: float | None) -> npt.NDArray[np.bool_]:
+        """Live slots in scope: current and unexpired, or (``as_of``) true at that time."""
+        n = self.size
+        if as_of is None:
+            mask = self.alive[:n] & (self.expires[:n] > now) & np.isinf(self.until[:n])
+        else:  # whatever was true at as_of, past versions included
+            at = as_of
+            mask = self.alive[:n] & (self.expires[:n] > at) & (self.until[:n] > at) & (self.start[:n] <= at)
+        for column, code in enumerate(scope_codes):
+            if code is not None:
+                mask &= self.scope[:n, column] == code
+        return mask
 
 
 class VectorCache:
-    """Row vectors plus scope codes in parallel numpy arrays; thread-safe."""
+    """Row vectors and passage vectors with scope codes in parallel numpy arrays; thread-safe."""
 
     def __init__(self, dimension: int) -> None:
         self.dimension = dimension
         self.seq = -1  # last change-log sequence applied; -1: never loaded
         self.lock = threading.RLock()
-        self._codes: list[dict[str, int]] = [{"": 0}, {"": 0}, {"": 0}]
-        self._slot: dict[int, int] = {}
-        self._size = 0
-        self._dead = 0
-        self._alloc(1024)
-
-    def _alloc(self, capacity: int) -> None:
-        self._vecs = np.zeros((capacity, self.dimension), dtype=np.float32)
-        self._rids = np.full(capacity, -1, dtype=np.int64)
-        self._scope = np.zeros((capacity, 3), dtype=np.int32)
-        self._expires = np.full(capacity, math.inf, dtype=np.float64)
-        self._start = np.full(capacity, -math.inf, dtype=np.float64)
-        self._until = np.full(capacity, math.inf, dtype=np.float64)
-        self._alive = np.zeros(capacity, dtype=bool)
+        self.clear()
 
     def clear(self) -> None:
         """Forget everything (before a full reload)."""
         with self.lock:
-            self._slot.clear()
-            self._size = self._dead = 0
-            self._alloc(1024)
+            self._codes: list[dict[str, int]] = [{"": 0}, {"": 0}, {"": 0}]
+            self._rows = _Block(self.dimension)
+            self._slot: dict[int, int] = {}
+            self._passages = _Block(self.dimension)
+            self._ranges: dict[int, tuple[int, int]] = {}  # row id -> its passages' slots [lo, hi)
             self.seq = -1
 
     def __len__(self) -> int:
         return len(self._slot)
 
-    def _grow(self, need: int) -> None:
-        cap = len(self._rids)
-        if need <= cap:
-            return
-        new_cap = max(need, cap * 2)
-        old = (self._vecs, self._rids, self._scope, self._expires, self._alive, self._start, self._until)
-        self._alloc(new_cap)
-        n = self._size
-        self._vecs[:n], self._rids[:n], self._scope[:n] = old[0][:n], old[1][:n], old[2][:n]
-        self._expires[:n], self._alive[:n] = old[3][:n], old[4][:n]
-        self._start[:n], self._until[:n] = old[5][:n], old[6][:n]
-
-    def _code(self, field: int, value: str) -> int:
-        codes = self._codes[field]
+    def _code(self, column: int, value: str) -> int:
+        codes = self._codes[column]
         code = codes.get(value)
         if code is None:
             code = codes[value] = len(codes)
         return code
 
     def apply(self, upserts: Iterable[CachedRow], deleted: Iterable[int]) -> None:
-        """Apply row changes read from the database."""
+        """Apply row changes read from the database (an upsert replaces the row's passages)."""
         with self.lock:
+            rows, passages = self._rows, self._passages
             for rid in deleted:
                 slot = self._slot.pop(rid, None)
                 if slot is not None:
-                    self._alive[slot] = False
-                    self._dead += 1
+                    rows.alive[slot] = False
+                    rows.dead += 1
+                self._drop_passages(rid)
             upserts = list(upserts)
-            self._grow(self._size + len(upserts))  # one allocation for a full load, not ~log2(n) copies
+            rows.reserve(len(upserts))
+            passages.reserve(sum(len(r.passage_seqs) for r in upserts))
             for row in upserts:
+                codes = (self._code(0, row.user_id), self._code(1, row.agent_id), self._code(2, row.run_id))
                 slot = self._slot.get(row.rid)
                 if slot is None:
-                    self._grow(self._size + 1)
-                    slot = self._size
-                    self._size += 1
-                    self._slot[row.rid] = slot
-                self._vecs[slot] = row.embedding
-                self._rids[slot] = row.rid
-                self._scope[slot] = (
-                    self._code(0, row.user_id),
-                    self._code(1, row.agent_id),
-                    self._code(2, row.run_id),
-                )
-                self._expires[slot] = row.expires
-                self._start[slot] = row.start
-                self._until[slot] = row.until
-                self._alive[slot] = True
-            if self._dead > 1024 and self._dead > self._size // 4:
-                self._compact()
+                    rows.reserve(1)
+                    slot = self._slot[row.rid] = rows.size
+                    rows.size += 1
+                rows.vecs[slot] = row.embedding
+                rows.put(slot, row, codes)
+                self._drop_passages(row.rid)
+                if row.passage_seqs and row.passage_vecs is not None:
+                    lo, hi = passages.size, passages.size + len(row.passage_seqs)
+                    passages.reserve(hi - lo)
+                    passages.vecs[lo:hi] = row.passage_vecs
+                    passages.seq[lo:hi] = row.passage_seqs
+                    passages.put(slice(lo, hi), row, codes)
+                    passages.size = hi
+                    self._ranges[row.rid] = (lo, hi)
+            if rows.dead > 1024 and rows.dead > rows.size // 4:
+                moved = rows.compact()
+                self._slot = {rid: int(moved[slot]) for rid, slot in self._slot.items()}
+            if passages.dead > 1024 and passages.dead > passages.size // 4:
+                moved = passages.compact()
+                self._ranges = {rid: (int(moved[lo]), int(moved[hi - 1]) + 1) for rid, (lo, hi) in self._ranges.items()}
 
-    def _compact(self) -> None:
-        keep = np.flatnonzero(self._alive[: self._size])
-        self._vecs[: len(keep)] = self._vecs[keep]
-        self._rids[: len(keep)] = self._rids[keep]
-        self._scope[: len(keep)] = self._scope[keep]
-        self._expires[: len(keep)] = self._expires[keep]
-        self._start[: len(keep)] = self._start[keep]
-        self._until[: len(keep)] = self._until[keep]
-        self._alive[: len(keep)] = True
-        self._alive[len(keep) : self._size] = False
-        self._size = len(keep)
-        self._dead = 0
-        self._slot = {int(rid): i for i, rid in enumerate(self._rids[: self._size])}
+    def _drop_passages(self, rid: int) -> None:
+        span = self._ranges.pop(rid, None)
+        if span is not None:
+            self._passages.alive[span[0] : span[1]] = False
+            self._passages.dead += span[1] - span[0]
 
-    def _mask(self, scope: Scope, now: float, as_of: float | None) -> npt.NDArray[np.bool_]:
-        n = self._size
-        if as_of is None:  # current memories, unexpired
-            mask = self._alive[:n] & (self._expires[:n] > now) & np.isinf(self._until[:n])
-        else:  # whatever was true at as_of, past versions included
-            at = as_of
-            mask = self._alive[:n] & (self._expires[:n] > at) & (self._until[:n] > at) & (self._start[:n] <= at)
-        for field, value in enumerate((scope.user_id, scope.agent_id, scope.run_id)):
-            if value is not None:
-                code = self._codes[field].get(value)
-                if code is None:
-                    return np.zeros(n, dtype=bool)
-                mask &= self._scope[:n, field] == code
-        return mask
+    def _scope_codes(self, scope: Scope) -> list[int | None] | None:
+        """The scope's ids as codes (None: unset); None when an id was never seen (nothing matches)."""
+        out: list[int | None] = []
+        for column, value in enumerate((scope.user_id, scope.agent_id, scope.run_id)):
+            code = None if value is None else self._codes[column].get(value)
+            if value is not None and code is None:
+                return None
+            out.append(code)
+        return out
+
+    def _allowed(self, block: _Block, allowed: set[int]) -> npt.NDArray[np.bool_]:
+        if block is self._rows:
+            allow = np.zeros(block.size, dtype=bool)
+            allow[[self._slot[r] for r in allowed if r in self._slot]] = True
+            return allow
+        return np.isin(block.key[: block.size], np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
 
     def search(
         self,
@@ -163,29 +214,96 @@ class VectorCache:
         *,
         as_of: float | None = None,
     ) -> list[tuple[int, float]]:
-        """Top ``k`` (rid, cosine) in ``scope``, unexpired (or true at ``as_of``), in ``allowed`` when given."""
+        """Top ``k`` (rid, cosine) in ``scope``, unexpired (or true at ``as_of``), in ``allowed`` when given.
+
+        A memory's cosine is the best of its own vector's and its passages'.
+        """
         with self.lock:
-            mask = self._mask(scope, now, as_of)
-            if allowed is not None:
-                allow = np.zeros(self._size, dtype=bool)
-                slots = [self._slot[r] for r in allowed if r in self._slot]
-                allow[slots] = True
-                mask &= allow
-            idx = np.flatnonzero(mask)
-            if idx.size == 0 or k <= 0:
+            codes = self._scope_codes(scope)
+            if codes is None or k <= 0:
                 return []
-            # Scoring only the scope's rows pays when the scope is a small part of the store.
-            small = idx.size * 4 < self._size
-            scores = self._vecs[idx] @ query if small else (self._vecs[: self._size] @ query)[idx]
-            top = np.argpartition(-scores, k - 1)[:k] if idx.size > k else np.arange(idx.size)
-            top = top[np.argsort(-scores[top], kind="stable")]
-            return [(int(self._rids[idx[i]]), float(scores[i])) for i in top]
+            own = self._top(self._rows, query, codes, k, now, allowed, as_of)
+            if self._passages.size == self._passages.dead:
+                return own
+            best = self._passage_best(query, codes, now, allowed, as_of)
+            if not best:
+                return own
+            merged = dict(own)
+            by_passage = sorted(best.items(), key=lambda x: (-x[1], x[0]))[:k]
+            owners = [rid for rid, _ in by_passage]
+            for rid, cos in zip(owners, self._own_cosines(query, owners), strict=True):
+                merged[rid] = cos
+            for rid in merged:
+                merged[rid] = max(merged[rid], best.get(rid, -math.inf))
+            return sorted(merged.items(), key=lambda x: (-x[1], x[0]))[:k]
+
+    def _top(
+        self,
+        block: _Block,
+        query: Vector,
+        codes: list[int | None],
+        k: int,
+        now: float,
+        allowed: set[int] | None,
+        as_of: float | None,
+    ) -> list[tuple[int, float]]:
+        mask = block.mask(codes, now, as_of)
+        if allowed is not None:
+            mask &= self._allowed(block, allowed)
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return []
+        # Scoring only the scope's rows pays when the scope is a small part of the store.
+        small = idx.size * 4 < block.size
+        scores = block.vecs[idx] @ query if small else (block.vecs[: block.size] @ query)[idx]
+        top = np.argpartition(-scores, k - 1)[:k] if idx.size > k else np.arange(idx.size)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(block.key[idx[i]]), float(scores[i])) for i in top]
+
+    def _passage_best(
+        self, query: Vector, codes: list[int | None], now: float, allowed: set[int] | None, as_of: float | None
+    ) -> dict[int, float]:
+        """Each row in scope with passages -> its best passage's cosine."""
+        block = self._passages
+        mask = block.mask(codes, now, as_of)
+        if allowed is not None:
+            mask &= self._allowed(block, allowed)
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return {}
+        scores = block.vecs[idx] @ query
+        owners = block.key[idx]
+        # A row's passages are contiguous and masked alike: each run of one owner is all of them.
+        starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+        maxima = np.maximum.reduceat(scores, starts)
+        out: dict[int, float] = {}
+        for rid, cos in zip(owners[starts].tolist(), maxima.tolist(), strict=True):
+            out[rid] = max(cos, out.get(rid, -math.inf))
+        return out
+
+    def _own_cosines(self, query: Vector, rids: list[int]) -> list[float]:
+        slots = [self._slot[r] for r in rids]
+        return [float(x) for x in self._rows.vecs[slots] @ query] if slots else []
 
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]:
-        """Cosine of the query to each given row still in the cache."""
+        """Cosine of the query to each given row still in the cache (the best of its own and its passages')."""
         with self.lock:
-            pairs = [(r, self._slot[r]) for r in rids if r in self._slot]
-            if not pairs:
-                return {}
-            scores = self._vecs[[s for _, s in pairs]] @ query
-            return {r: float(s) for (r, _), s in zip(pairs, scores, strict=True)}
+            found = [r for r in rids if r in self._slot]
+            out = dict(zip(found, self._own_cosines(query, found), strict=True))
+            for rid in found:
+                span = self._ranges.get(rid)
+                if span is not None:
+                    out[rid] = max(out[rid], float(np.max(self._passages.vecs[span[0] : span[1]] @ query)))
+            return out
+
+    def passage_cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, list[tuple[int, float]]]:
+        """For each given row with passages, ``(seq, cosine)`` of every passage, in order."""
+        with self.lock:
+            out: dict[int, list[tuple[int, float]]] = {}
+            for rid in rids:
+                span = self._ranges.get(rid)
+                if span is not None:
+                    lo, hi = span
+                    scores = self._passages.vecs[lo:hi] @ query
+                    out[rid] = list(zip(self._passages.seq[lo:hi].tolist(), scores.tolist(), strict=True))
+            return out
