@@ -91,12 +91,15 @@ def stored(memory: Memory) -> dict[str, np.ndarray]:
     rows = memory.store._read("SELECT memory, actor_id, embedding FROM memories")  # type: ignore[attr-defined]
     out = {}
     for text, actor, vector in rows:
-        if isinstance(vector, bytes):
-            value = np.frombuffer(vector, dtype="<f4")
-        else:
-            value = vector.to_numpy() if hasattr(vector, "to_numpy") else np.asarray(vector)
-        out[index_text(text, actor or None)] = value.astype(np.float32)
+        out[index_text(text, actor or None)] = stored_vector(vector)
     return out
+
+
+def stored_vector(value: Any) -> np.ndarray:
+    """A vector as read from SQLite (bytes) or PostgreSQL (pgvector's type)."""
+    if isinstance(value, bytes):
+        return np.frombuffer(value, dtype="<f4").astype(np.float32)
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
 
 
 def assert_all_new(memory: Memory) -> None:
@@ -274,3 +277,18 @@ def test_cli_reembed_progress_bar(tmp_path: Path) -> None:
     )
     assert done.exit_code == 0, done.output
     assert "reembed" in done.output and "1/1" in done.output and time.monotonic() - started < 30
+
+
+def test_cli_reembed_postgres(postgres_url: str, tmp_path: Path) -> None:
+    registry.add_embedder("hash-test", lambda cfg: HashEmbedder(int(cfg.get("dimension", 64)), cfg.get("id", "x")))
+    with Memory(store=PostgresStore(postgres_url), embedder=old()) as memory:
+        for i in range(6):
+            memory.add(f"note {i}: the garden", user_id="u")
+    config = json.dumps({"dimension": NEW[1], "id": NEW[0]})
+    args = ["--home", str(tmp_path), "--database-url", postgres_url, "--json", "reembed", "--embedder", "hash-test"]
+    done = CliRunner().invoke(cli, [*args, "--embedder-config", config])
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output)
+    assert result["switched"] and result["vectors"] == 6 and "schema memlane" in result["store"]
+    with Memory(store=PostgresStore(postgres_url), embedder=new()) as memory:
+        assert_all_new(memory)
