@@ -359,7 +359,7 @@ def test_info(run: Cli) -> None:
 def test_serve_help_and_no_auth_refusal(run: Cli, tmp_path: Path) -> None:
     help_text = run("serve", "--help").stdout
     for option in ("--host", "--port", "--workers", "--no-auth", "--rate-limit", "--max-body-bytes",
-                   "--request-timeout", "--log-level"):  # fmt: skip
+                   "--max-text-chars", "--request-timeout", "--log-level"):  # fmt: skip
         assert option in help_text
     command = [sys.executable, "-m", "memlane", "--home", str(tmp_path / "h"), "--json", "serve", "--no-auth"]
     command += ["--host", "0.0.0.0", "--port", str(closed_port())]
@@ -367,6 +367,10 @@ def test_serve_help_and_no_auth_refusal(run: Cli, tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert json.loads(proc.stdout)["error"]["type"] == "InvalidRequest"
     assert proc.stderr.startswith("error: InvalidRequest: --no-auth")
+    command = [sys.executable, "-m", "memlane", "--home", str(tmp_path / "h"), "serve", "--no-auth"]
+    command += ["--port", str(closed_port()), "--max-text-chars", "0"]  # reaches the server's settings
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=60, env=_subprocess_env())
+    assert proc.returncode == 2 and "max_text_chars must be a positive integer" in proc.stderr, proc.stderr
 
 
 # -- as a program -----------------------------------------------------------------------------

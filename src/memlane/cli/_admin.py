@@ -30,6 +30,7 @@ MASK = "********"
 @click.option("--no-auth", is_flag=True, help="Serve without API keys (refused unless --host is loopback).")
 @click.option("--rate-limit", type=float, help="Requests per second per API key.")
 @click.option("--max-body-bytes", type=int, help="Largest request body accepted.")
+@click.option("--max-text-chars", type=int, help="Longest message, query or update text accepted (characters).")
 @click.option("--request-timeout", type=float, help="Seconds before a request is answered with a timeout.")
 @click.option(
     "--log-level",
@@ -47,6 +48,7 @@ def serve(
     no_auth: bool,
     rate_limit: float | None,
     max_body_bytes: int | None,
+    max_text_chars: int | None,
     request_timeout: float | None,
     log_level: str,
     database_url: str | None,
@@ -57,7 +59,12 @@ def serve(
 
     if database_url:
         state.use_database_url(database_url)
-    given = {"rate_limit": rate_limit, "max_body_bytes": max_body_bytes, "request_timeout": request_timeout}
+    given = {
+        "rate_limit": rate_limit,
+        "max_body_bytes": max_body_bytes,
+        "max_text_chars": max_text_chars,
+        "request_timeout": request_timeout,
+    }
     limits = {name: value for name, value in given.items() if value is not None}
     run_server(
         host=host, port=port, workers=workers, auth=not no_auth, config_file=state.config_file, home=state.home,
