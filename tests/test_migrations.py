@@ -54,4 +54,4 @@ def test_version_1_file_migrates_and_keeps_memories(tmp_path: Path, monkeypatch:
     assert new.add("bees and goats", user_id="u")["mode"] == "extracted"
     new.close()
     with sqlite3.connect(path) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3, 4]
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3, 4, 5]

@@ -279,6 +279,36 @@ def test_cli_reembed_progress_bar(tmp_path: Path) -> None:
     assert "reembed" in done.output and "1/1" in done.output and time.monotonic() - started < 30
 
 
+def test_passages_of_long_memories_are_reembedded(open_memory: Callable[..., Memory]) -> None:
+    """A long memory's passages get new vectors too, and its own vector stays its first passage's."""
+    config = {"passages": {"max_chars": 200, "overlap": 0.1}}
+    words = "the garden behind the house has tomatoes beans and a very old apple tree".split()
+    long_text = " ".join(words[i % len(words)] for i in range(300)) + " the hidden key is under the blue flowerpot"
+    with open_memory(old(), config=config) as memory:
+        memory.add(long_text, user_id="u")
+        memory.add("a short note about bicycles", user_id="u")
+        result = memory.reembed(new(), batch_size=4)
+    rows = result["vectors"]
+    assert result["switched"] and rows > 10  # the two memories and the long one's passages
+    with open_memory(new(), config=config) as memory:
+        hits = memory.search("where is the hidden key? blue flowerpot", user_id="u")["results"]
+        assert hits[0]["memory"] == long_text
+        memory.get_all(user_id="u", limit=1)
+        store: Any = memory.store
+        passages = store._read(
+            "SELECT m.memory, m.actor_id, p.char_start, p.char_end, p.seq, p.embedding "
+            "FROM passages p JOIN memories m ON m.rid = p.rid"
+        )
+        row = store._read("SELECT embedding FROM memories WHERE memory = ?", (long_text,))[0][0]
+    assert len(passages) == rows - 2
+    as_array = stored_vector
+    for text, actor, start, end, seq, vector in passages:
+        expected = new().embed([index_text(text[start:end], actor or None)])[0]
+        np.testing.assert_allclose(as_array(vector), expected, atol=1e-6)
+        if seq == 0:
+            np.testing.assert_allclose(as_array(row), expected, atol=1e-6)
+
+
 def test_cli_reembed_postgres(postgres_url: str, tmp_path: Path) -> None:
     registry.add_embedder("hash-test", lambda cfg: HashEmbedder(int(cfg.get("dimension", 64)), cfg.get("id", "x")))
     with Memory(store=PostgresStore(postgres_url), embedder=old()) as memory:

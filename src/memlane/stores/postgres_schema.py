@@ -242,10 +242,29 @@ CREATE TRIGGER memories_reembed_update AFTER UPDATE OF memory, actor_id ON memor
 CREATE TRIGGER memories_reembed_delete AFTER DELETE ON memories FOR EACH ROW EXECUTE FUNCTION memlane_reembed_forget();
 """
 
+_REEMBED_PASSAGES = r"""
+-- memlane reembed covers passages: a passage's staged vector goes when the passage goes or moves
+-- (to a past version's row, or to another range), and so does its memory's, whose vector is that
+-- of its first passage.
+CREATE FUNCTION memlane_reembed_forget_passage() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        DELETE FROM reembed_vectors WHERE (tbl = 'passages' AND k = OLD.pid) OR (tbl = 'memories' AND k = OLD.rid);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        DELETE FROM reembed_vectors WHERE tbl = 'memories' AND k = NEW.rid;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER passages_reembed AFTER INSERT OR DELETE OR UPDATE OF rid, seq, char_start, char_end ON passages
+    FOR EACH ROW EXECUTE FUNCTION memlane_reembed_forget_passage();
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "memories, history, provenance, keyword index and statistics", _INITIAL),
     (2, "passages of long memories", _PASSAGES),
     (3, "re-embedding: staged vectors", _REEMBED),
+    (4, "re-embedding covers passages", _REEMBED_PASSAGES),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

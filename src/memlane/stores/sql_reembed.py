@@ -64,7 +64,21 @@ class VectorTable:
 
 
 VECTOR_TABLES: tuple[VectorTable, ...] = (
-    VectorTable("memories", "rid", "memories m", "m", ("m.memory", "m.actor_id", "-1", "-1")),
+    # A long memory's own vector is that of its first passage (memlane._indexing).
+    VectorTable(
+        "memories",
+        "rid",
+        "memories m LEFT JOIN passages p0 ON p0.rid = m.rid AND p0.seq = 0",
+        "m",
+        ("m.memory", "m.actor_id", "COALESCE(p0.char_start, -1)", "COALESCE(p0.char_end, -1)"),
+    ),
+    VectorTable(
+        "passages",
+        "pid",
+        "passages p JOIN memories m ON m.rid = p.rid",
+        "p",
+        ("m.memory", "m.actor_id", "p.char_start", "p.char_end"),
+    ),
 )
 
 

@@ -195,11 +195,28 @@ CREATE TRIGGER memories_au_text AFTER UPDATE OF search_text, n_terms ON memories
 END;
 """
 
+_REEMBED_PASSAGES = """
+-- memlane reembed covers passages: a passage's staged vector goes when the passage goes or moves
+-- (to a past version's row, or to another range), and so does its memory's, whose vector is that
+-- of its first passage.
+CREATE TRIGGER passages_reembed_ai AFTER INSERT ON passages BEGIN
+    DELETE FROM reembed_vectors WHERE tbl = 'memories' AND k = new.rid;
+END;
+CREATE TRIGGER passages_reembed_au AFTER UPDATE OF rid, seq, char_start, char_end ON passages BEGIN
+    DELETE FROM reembed_vectors
+    WHERE (tbl = 'passages' AND k = old.pid) OR (tbl = 'memories' AND k IN (old.rid, new.rid));
+END;
+CREATE TRIGGER passages_reembed_ad AFTER DELETE ON passages BEGIN
+    DELETE FROM reembed_vectors WHERE (tbl = 'passages' AND k = old.pid) OR (tbl = 'memories' AND k = old.rid);
+END;
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", _INITIAL),
     (2, "fact versions, effective times, provenance", _FACTS),
     (3, "passages of long memories", _PASSAGES),
     (4, "re-embedding: staged vectors; keyword index follows the text only", _REEMBED),
+    (5, "re-embedding covers passages", _REEMBED_PASSAGES),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 MMAP_BYTES = 1 << 30
