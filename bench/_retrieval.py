@@ -108,8 +108,13 @@ def print_categories(results: list[dict[str, Any]]) -> None:
         print(row)
 
 
-# Signals alone, for --ablation: each keeps only one signal of the fusion.
+# For --ablation: each signal alone (plain dense search, plain keyword search), then the default
+# without each of its rules, to show what every part contributes.
+_PLAIN = {"context_weight": 0, "length_exponent": 0, "newer_bonus": 0}
 ABLATIONS: list[tuple[str, dict[str, Any]]] = [
-    ("dense only", {"keyword_weight": 0, "entity_weight": 0, "context_weight": 0}),
-    ("keyword only", {"dense_weight": 0, "entity_weight": 0, "context_weight": 0}),
+    ("dense only", {"keyword_weight": 0, "entity_weight": 0, **_PLAIN}),
+    ("keyword only", {"dense_weight": 0, "entity_weight": 0, **_PLAIN}),
+    ("no context", {"context_weight": 0}),
+    ("no length prior", {"length_exponent": 0}),
+    ("no newer bonus", {"newer_bonus": 0}),
 ]

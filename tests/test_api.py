@@ -55,7 +55,18 @@ HISTORY_KEYS = {
     "run_id",
     "redacted",
 }
-EXPLAIN_KEYS = {"context", "dense", "keyword", "entity", "recency", "weights", "matched_terms", "sources"}
+EXPLAIN_KEYS = {
+    "context",
+    "dense",
+    "keyword",
+    "entity",
+    "recency",
+    "length",
+    "newer",
+    "weights",
+    "matched_terms",
+    "sources",
+}
 
 
 def _utc(value: str) -> datetime:
@@ -599,13 +610,29 @@ def test_recency_weight_favours_newer(memory: Memory, clock: FrozenClock, newer:
     assert recent[0]["score"] > recent[1]["score"]
 
 
-def test_ranking_without_recency_ignores_timestamps(memory: Memory) -> None:
-    orders = []
+def test_newer_of_equally_relevant_memories_comes_first(memory: Memory) -> None:
+    """A changed fact: two memories that match the query alike, the later one first (either way round)."""
     for user, when in (("u1", (T0 - timedelta(days=90), T0)), ("u2", (T0, T0 - timedelta(days=90)))):
         memory.add("my favourite colour is blue", user_id=user, timestamp=when[0])
         memory.add("my favourite colour is green", user_id=user, timestamp=when[1])
-        orders.append([h["memory"] for h in memory.search("favourite colour", user_id=user)["results"]])
-    assert orders[0] == orders[1]
+        hits = memory.search("favourite colour", user_id=user, explain=True)["results"]
+        newer = "my favourite colour is green" if user == "u1" else "my favourite colour is blue"
+        assert hits[0]["memory"] == newer
+        assert [h["explain"]["newer"] for h in hits] == [1.0, 0.0]
+
+
+def test_newer_bonus_does_not_beat_a_clearly_better_older_match(memory: Memory, reopen: Callable[..., Memory]) -> None:
+    memory.add("I adopted a cat named Miso from the shelter", user_id="u", timestamp=T0 - timedelta(days=300))
+    memory.add("the weather was nice today", user_id="u", timestamp=T0)
+    hits = memory.search("cat adopted from the shelter", user_id="u")["results"]
+    assert hits[0]["memory"] == "I adopted a cat named Miso from the shelter"
+    with reopen(embedder=HashEmbedder(), config={"ranking": {"newer_bonus": 0}}) as off:
+        for user, old in (("v1", "blue"), ("v2", "green")):
+            for colour in ("blue", "green"):
+                when = T0 - timedelta(days=90) if colour == old else T0
+                off.add(f"my favourite colour is {colour}", user_id=user, timestamp=when)
+        orders = [[h["memory"] for h in off.search("favourite colour", user_id=u)["results"]] for u in ("v1", "v2")]
+    assert orders[0] == orders[1], "with newer_bonus 0, timestamps do not order results"
 
 
 # -- errors ---------------------------------------------------------------------------------------

@@ -115,8 +115,13 @@ class RankingConfig(_Strict):
     keyword_weight: float = Field(RankingParams.keyword_weight, ge=0)
     entity_weight: float = Field(RankingParams.entity_weight, ge=0)
     context_weight: float = Field(RankingParams.context_weight, ge=0, le=1)
+    context_max_terms: int = Field(RankingParams.context_max_terms, ge=0)
     dense_floor: float = Field(RankingParams.dense_floor, ge=-1, lt=1)
     dense_ceiling: float = Field(RankingParams.dense_ceiling, gt=-1, le=1)
+    length_pivot: int = Field(RankingParams.length_pivot, ge=1)
+    length_exponent: float = Field(RankingParams.length_exponent, ge=0, le=4)
+    length_floor: float = Field(RankingParams.length_floor, ge=0, le=1)
+    newer_bonus: float = Field(RankingParams.newer_bonus, ge=0, le=1)
     candidates: int = Field(RankingParams.candidates, ge=1, le=10_000)
 
     def params(self) -> RankingParams:

@@ -597,7 +597,9 @@ class Memory:
 
         Dense (embedding) and keyword (BM25) search both propose candidates; each candidate gets
         one score in [0, 1] from meaning, keywords and named entities (and recency when
-        ``recency_weight > 0``), comparable across queries.
+        ``recency_weight > 0``), comparable across queries; a long memory's score is discounted
+        for its length and, among equals, a newer memory edges out an older one (see
+        ``memlane.core.ranking``).
 
         Args:
             query: the text to search for.
@@ -695,5 +697,6 @@ class Memory:
                 context_cosine=cosine.get(prev.rid) if prev is not None else None,
                 context_terms=prev.search_text.split() if prev is not None else (),
                 passage=passage,
+                length=row.length,
             )
         return out

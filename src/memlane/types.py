@@ -39,13 +39,18 @@ class Message(TypedDict, total=False):
 
 
 class Explain(TypedDict):
-    """Each signal's value in [0, 1], their weights, and whether the preceding message added context."""
+    """Each signal's value in [0, 1], their weights, whether the preceding message added context,
+    and the two priors: ``length`` (the factor a long memory's score was multiplied by, 1.0 for
+    a short one) and ``newer`` (where the memory's time lies among the candidates', 0 = oldest,
+    1 = newest)."""
 
     dense: float
     keyword: float
     entity: float
     recency: float
     context: bool
+    length: float
+    newer: float
     weights: dict[str, float]
     matched_terms: list[str]
     sources: list[str]

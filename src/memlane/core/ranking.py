@@ -1,4 +1,5 @@
-"""Hybrid ranking: dense similarity, keyword (BM25) coverage, entities, conversation context, recency.
+"""Hybrid ranking: dense similarity, keyword (BM25) coverage, entities, conversation context,
+message length, time.
 
 Every signal is mapped onto an absolute [0, 1] scale that does not depend on the other results of
 the query, so the fused score means the same thing for every query and ``threshold`` can be set
@@ -10,14 +11,28 @@ once:
   of average length earns, divided by the query's total IDF: the rarity-weighted share of the
   query the memory matches (1.0 = every term present);
 - entity: the share of the query's names and numbers that the memory contains;
-- context: a chat message is understood through the message it answers ("Adoption agencies." is
-  the answer to "What did you research?"), so the dense and keyword signals blend in, with weight
-  ``context_weight``, those of the message before it in the same conversation. The neighbour is
-  read at query time: deleting it removes its influence at once, and nothing derived from one
-  memory is stored in another;
+- context: a short chat message is understood through the message it answers ("Adoption
+  agencies." is the answer to "What did you research?"), so for messages of at most
+  ``context_max_terms`` words the dense and keyword signals blend in, with weight
+  ``context_weight``, those of the message before it in the same conversation. A longer message
+  stands on its own: blending a user's question into the long reply that follows it made every
+  reply look like an answer (BEAM user-assistant chats: dense recall_all@10 30.1 -> 20.3 with
+  context on every message; LoCoMo: 46.4 -> 51.7 with context on short turns only). The neighbour
+  is read at query time: deleting it removes its influence at once;
 - recency (only when asked for): ``0.5 ** (age / half_life)`` of the memory's timestamp.
 
-The score is the weighted mean of the signals.
+The score is the weighted mean of the signals, then two priors that hold for any conversation:
+
+- length: a long message is about many things, and any one question about a small part of it,
+  yet it matches more query words and its embedding sits near many queries. Past
+  ``length_pivot`` characters the score is multiplied by ``(length_pivot / length) **
+  length_exponent``, never below ``length_floor`` (a 4,000-character reply keeps half its score,
+  a 2-million-character document 0.3). This is what lets user-assistant chats rank a user's
+  short statement above the assistant's long explanation around it (BEAM dev: 33.6 -> 42.7).
+- newer: among the candidates of one query, the newest gains up to ``newer_bonus`` (5 %) over the
+  oldest, in proportion to its place in their time span. Two memories about the same thing
+  score alike; the later one is more likely to be current, so a changed fact comes first while
+  an old but clearly better match still wins.
 """
 
 from __future__ import annotations
@@ -25,23 +40,29 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from memlane.core.passages import PassageHit
 from memlane.types import Explain
 
-__all__ = ["Candidate", "RankingParams", "Scored", "keyword_score", "rank", "term_idf"]
+__all__ = ["Candidate", "RankingParams", "Scored", "Signals", "keyword_score", "length_factor", "rank", "term_idf"]
 
 
 @dataclass(frozen=True)
 class RankingParams:
     """Weights and calibration of the ranking signals."""
 
-    dense_weight: float = 0.45
-    keyword_weight: float = 0.45
+    dense_weight: float = 0.40
+    keyword_weight: float = 0.50
     entity_weight: float = 0.10
     context_weight: float = 0.30
+    context_max_terms: int = 40
     dense_floor: float = 0.10
     dense_ceiling: float = 0.80
+    length_pivot: int = 1000
+    length_exponent: float = 0.5
+    length_floor: float = 0.3
+    newer_bonus: float = 0.05
     k1: float = 1.2
     b: float = 0.75
     candidates: int = 100
@@ -53,6 +74,7 @@ class Candidate:
 
     For a long memory, ``cosine`` is the best of its own vector's and its passages', ``terms``
     are those of ``passage``: the passage that best answers the query (see ``Store.best_passages``).
+    ``length`` is the memory's whole text in characters (0: unknown, no length prior).
     """
 
     id: str
@@ -63,6 +85,7 @@ class Candidate:
     context_cosine: float | None = None
     context_terms: Sequence[str] = ()
     passage: PassageHit | None = None
+    length: int = 0
 
 
 def term_idf(query: Sequence[str], df: Mapping[str, int], n_docs: int) -> dict[str, float]:
@@ -94,10 +117,6 @@ def keyword_score(
     return (got / total if total > 0 else 0.0), sorted(counts)
 
 
-def _entity_score(entities: Sequence[str], terms: set[str]) -> float:
-    return sum(1 for e in entities if e in terms) / len(entities) if entities else 0.0
-
-
 def rank(
     candidates: Sequence[Candidate],
     *,
@@ -122,17 +141,12 @@ def rank(
     total = sum(weights.values()) or 1.0
     share = {k: v / total for k, v in weights.items()}
     idf = term_idf(query_terms, df, n_docs)
-    ctx = params.context_weight
+    oldest = min((c.timestamp_epoch for c in candidates), default=0.0)
+    time_span = max((c.timestamp_epoch for c in candidates), default=0.0) - oldest
     out: list[Scored] = []
     for cand in candidates:
-        cosine = cand.cosine
-        kw, matched = keyword_score(idf, cand.terms, avg_len, params)
-        if cand.context_cosine is not None:
-            cosine = (1 - ctx) * cosine + ctx * cand.context_cosine
-            if cand.context_terms:
-                joint, _ = keyword_score(idf, [*cand.context_terms, *cand.terms], avg_len, params)
-                kw = (1 - ctx) * kw + ctx * joint
-        dense = min(1.0, max(0.0, (cosine - params.dense_floor) / span))
+        dense_cos, kw, matched, with_context = _own_and_context(cand, idf, avg_len, params)
+        dense = min(1.0, max(0.0, (dense_cos - params.dense_floor) / span))
         ent = sum(1 for e in entities if e in cand.terms) / len(entities) if entities else 0.0
         recency = 0.0
         if share["recency"] > 0:
@@ -140,10 +154,50 @@ def rank(
             recency = 0.5 ** (age_days / max(half_life_days, 1e-6))
         score = share["dense"] * dense + share["keyword"] * kw + share["entity"] * ent
         score += share["recency"] * recency
-        signals = (dense, kw, ent, recency)
+        length = length_factor(cand.length, params)
+        newer = (cand.timestamp_epoch - oldest) / time_span if time_span > 0 else 0.0
+        score *= length * (1.0 + params.newer_bonus * newer)
+        signals = Signals(dense, kw, ent, recency, length, newer, with_context)
         out.append(Scored(cand.id, round(min(1.0, max(0.0, score)), 6), signals, matched, cand, share))
     out.sort(key=lambda r: (-r.score, r.id))
     return out
+
+
+def length_factor(length: int, params: RankingParams) -> float:
+    """The length prior: 1.0 up to ``length_pivot`` characters, then a power-law decline to a floor."""
+    if length <= params.length_pivot or params.length_exponent <= 0:
+        return 1.0
+    factor: float = (params.length_pivot / length) ** params.length_exponent
+    return max(params.length_floor, factor)
+
+
+def _own_and_context(
+    cand: Candidate, idf: Mapping[str, float], avg_len: float, params: RankingParams
+) -> tuple[float, float, list[str], bool]:
+    """(cosine, keyword score, matched terms, whether context counted): a short message's
+    signals blend in its conversation neighbour's; a long one's are its own."""
+    cosine = cand.cosine
+    kw, matched = keyword_score(idf, cand.terms, avg_len, params)
+    if cand.context_cosine is None or len(cand.terms) > params.context_max_terms:
+        return cosine, kw, matched, False
+    ctx = params.context_weight
+    cosine = (1 - ctx) * cosine + ctx * cand.context_cosine
+    if cand.context_terms:
+        joint, _ = keyword_score(idf, [*cand.context_terms, *cand.terms], avg_len, params)
+        kw = (1 - ctx) * kw + ctx * joint
+    return cosine, kw, matched, True
+
+
+class Signals(NamedTuple):
+    """A candidate's signals (each in [0, 1]) and priors, as ``explain`` shows them."""
+
+    dense: float
+    keyword: float
+    entity: float
+    recency: float
+    length: float
+    newer: float
+    context: bool
 
 
 @dataclass
@@ -152,20 +206,22 @@ class Scored:
 
     id: str
     score: float
-    signals: tuple[float, float, float, float]
+    signals: Signals
     matched: list[str]
     candidate: Candidate
     share: dict[str, float]
 
     def explain(self) -> Explain:
-        """Each signal's value, the weights, matched terms and which searches proposed it."""
-        dense, kw, ent, recency = self.signals
+        """Each signal's value, the weights, the priors, matched terms and which searches proposed it."""
+        sig = self.signals
         return Explain(
-            dense=round(dense, 4),
-            keyword=round(kw, 4),
-            entity=round(ent, 4),
-            recency=round(recency, 4),
-            context=self.candidate.context_cosine is not None,
+            dense=round(sig.dense, 4),
+            keyword=round(sig.keyword, 4),
+            entity=round(sig.entity, 4),
+            recency=round(sig.recency, 4),
+            context=sig.context,
+            length=round(sig.length, 4),
+            newer=round(sig.newer, 4),
             weights={k: round(v, 4) for k, v in self.share.items()},
             matched_terms=self.matched,
             sources=list(self.candidate.sources),

@@ -157,7 +157,8 @@ class StoredMemory:
 class SearchRow(NamedTuple):
     """The few columns ranking needs of a search candidate (full rows are read for hits only).
 
-    ``passages`` counts the memory's passages (0 for a memory indexed whole).
+    ``passages`` counts the memory's passages (0 for a memory indexed whole); ``length`` is its
+    text's length in characters.
     """
 
     rid: int
@@ -166,6 +167,7 @@ class SearchRow(NamedTuple):
     prev_rid: int | None
     expires_at: str | None
     passages: int = 0
+    length: int = 0
 
 
 @dataclass

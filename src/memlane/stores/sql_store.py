@@ -407,9 +407,10 @@ class SQLStore(ABC):
         """Ranking columns of search candidates, by row id, with how many passages each has."""
         sql = (
             "SELECT m.rid, m.search_text, m.timestamp, m.prev_rid, m.expires_at, "
-            "(SELECT count(*) FROM passages p WHERE p.rid = m.rid) FROM memories m WHERE m.rid IN ({marks})"
+            "(SELECT count(*) FROM passages p WHERE p.rid = m.rid), length(m.memory) "
+            "FROM memories m WHERE m.rid IN ({marks})"
         )
-        return {r[0]: SearchRow(r[0], r[1], r[2], r[3], r[4], int(r[5])) for r in self._read_in(sql, rids)}
+        return {r[0]: SearchRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6])) for r in self._read_in(sql, rids)}
 
     def followers(
         self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime, as_of: datetime | None = None
