@@ -335,7 +335,7 @@ class SQLiteStore(SQLStore, Reembedding):
         # MATERIALIZED: bm25() only runs in the full-text query itself, not in a flattened GROUP BY.
         by_passage = (
             "WITH hits AS MATERIALIZED (SELECT p.rid AS rid, bm25(passages_fts) AS score "
-            "FROM passages_fts f JOIN passages p ON p.pid = f.rowid JOIN memories m ON m.rid = p.rid "
+            "FROM passages_fts f CROSS JOIN passages p ON p.pid = f.rowid JOIN memories m ON m.rid = p.rid "
             f"WHERE passages_fts MATCH ? AND {where}) SELECT rid, min(score) AS best FROM hits "
             "GROUP BY rid ORDER BY best LIMIT ?"
         )
@@ -379,8 +379,10 @@ class SQLiteStore(SQLStore, Reembedding):
         wanted = builtins.list(cosines)
         matched: dict[tuple[int, int], int] = {}
         for term in terms:
+            # CROSS JOIN: the full-text match runs once, then its rows are looked up. The planner
+            # would otherwise walk the memory's passages and run the match once per passage.
             sql = (
-                "SELECT p.rid, p.seq FROM passages_fts f JOIN passages p ON p.pid = f.rowid "
+                "SELECT p.rid, p.seq FROM passages_fts f CROSS JOIN passages p ON p.pid = f.rowid "
                 "WHERE p.rid IN ({marks}) AND passages_fts MATCH ?"
             )
             for key in self._read_in(sql, wanted, ['"' + term.replace('"', '""') + '"']):
