@@ -245,3 +245,15 @@ def test_mcp_and_adapters_show_the_passage_not_the_document() -> None:
     assert structured["memories"][1]["passage"] is None and structured["memories"][1]["memory"] == "a short one"
     block = format_memories([_item(text, passage=passage)], {"user_id": "u"})
     assert NEEDLE in block and len(block) < 1000 and "excerpt of memory m1" in block
+
+
+def test_chat_length_messages_are_indexed_whole_unless_split_above_is_lowered(tmp_path: Path) -> None:
+    reply = " ".join(f"Step {i}: check the ferry timetable before leaving the harbour." for i in range(80))
+    assert 4_000 < len(reply) < 8_000
+    with Memory(tmp_path / "a.db", embedder=HashEmbedder()) as memory:
+        memory.add(reply, user_id="u", infer=False)
+        assert _rows(memory, "passages") == 0
+    config = {"passages": {"split_above": 3_000}}
+    with Memory(tmp_path / "b.db", embedder=HashEmbedder(), config=config) as memory:
+        memory.add(reply, user_id="u", infer=False)
+        assert _rows(memory, "passages") >= 3

@@ -1,7 +1,7 @@
 """What a store indexes for a text: its analysed form, its vector and, for a long text, its passages.
 
 ``Memory.add`` (verbatim), ``Memory.update`` and ``Memory.import_records`` all come here, so a
-memory is indexed the same way however it was written. A text longer than the passage size is
+memory is indexed the same way however it was written. A text longer than ``split_above`` is
 cut into passages (:func:`memlane.core.passages.split_passages`); each passage is embedded and
 analysed on its own (after the speaker's name, as whole texts are), and the memory row itself is
 indexed as its first passage: what an embedder sees of a long text is its start anyway, and the
@@ -40,7 +40,7 @@ class Indexed:
 
 def _spans(content: str, config: PassageConfig) -> list[Span]:
     """The passages of a long text; [] when it is indexed whole."""
-    if len(content) <= config.max_chars:
+    if len(content) <= max(config.max_chars, config.split_above):
         return []
     spans = split_passages(content, config.max_chars, config.overlap)
     return spans if len(spans) > 1 else []

@@ -132,20 +132,27 @@ class RankingConfig(_Strict):
 class PassageConfig(_Strict):
     """How long memories are searched: as overlapping passages (see ``memlane.core.passages``).
 
-    A memory whose text is longer than ``max_chars`` is cut into passages of at most ``max_chars``
-    characters, each embedded and keyword-indexed on its own; search finds the memory through its
-    best passage and returns that passage with it. Shorter memories are indexed whole. A change
-    applies to memories written from then on (an export and import re-cuts the others).
+    A memory whose text is longer than ``split_above`` is cut into passages of at most
+    ``max_chars`` characters, each embedded and keyword-indexed on its own; search finds the
+    memory through its best passage and returns that passage with it. Shorter memories are indexed
+    whole. A change applies to memories written from then on (an export and import re-cuts the
+    others).
 
     Attributes:
-        max_chars: the passage size, and the length past which a memory gets passages. An
-            embedder reads a bounded start of each text (all-MiniLM-L6-v2: 256 tokens, about
-            1,000-1,300 characters of English prose, ~850 of Markdown with code).
+        max_chars: the passage size. An embedder reads a bounded start of each text
+            (all-MiniLM-L6-v2: 256 tokens, about 1,000-1,300 characters of English prose, ~850 of
+            Markdown with code).
+        split_above: the length past which a memory gets passages (never below ``max_chars``).
+            8,000 by default: a chat message is indexed whole (99 % of the BEAM chat messages
+            are shorter than 6,100 characters), a pasted document or log is cut. Chat replies
+            are ranked as measured in README's benchmarks, and each costs one embedding rather
+            than one per passage; lower it to search the tails of long replies too.
         overlap: how far each passage reaches back into the previous one, as a share of
             ``max_chars``.
     """
 
     max_chars: int = Field(2000, ge=200, le=100_000)
+    split_above: int = Field(8000, ge=200, le=2_000_000)
     overlap: float = Field(DEFAULT_OVERLAP, ge=0, lt=0.25)
 
 
