@@ -16,6 +16,7 @@ from typing import Any, Self
 from memlane import reembed as reembedding
 from memlane import transfer
 from memlane._indexing import index_texts
+from memlane._search import add_passage, gather_candidates, selective
 from memlane._store_config import build_store
 from memlane.config import MemoryConfig
 from memlane.core.filters import Node, parse_filter, to_iso
@@ -32,20 +33,19 @@ from memlane.core.inputs import (
     parse_time,
     resolve_expiry,
 )
-from memlane.core.ranking import Candidate, RankingParams, rank
+from memlane.core.ranking import RankingParams, rank
 from memlane.core.records import NewMemory
 from memlane.core.scope import resolve_scope
 from memlane.core.text import content_hash, entity_terms, query_terms
 from memlane.errors import ConfigError, InvalidRequest, LLMRequired, MemoryNotFound
 from memlane.pipeline import AddContext, FactPipeline, UsageMeter, steering
-from memlane.protocols import LLM, Embedder, Store, Vector
+from memlane.protocols import LLM, Embedder, Store
 from memlane.providers import registry
 from memlane.types import (
     AddResult,
     AddResultItem,
     HistoryEvent,
     MemoryItem,
-    Passage,
     Scope,
     SearchResult,
     Source,
@@ -53,18 +53,6 @@ from memlane.types import (
 )
 
 __all__ = ["Memory"]
-
-
-def _selective(terms: list[str], df: Mapping[str, int], n_docs: int) -> list[str]:
-    """The query terms worth proposing keyword candidates: those in at most 5% of memories.
-
-    A term that common barely moves the keyword score and cannot single out a memory, but OR-ing
-    it into the full-text query would make a large share of the store candidates (~10 ms per 100k
-    memories). Every term still counts when the candidates (from dense search and from the rarer
-    terms) are scored.
-    """
-    limit = max(50, n_docs // 20)
-    return [t for t in terms if df.get(t, 0) <= limit]
 
 
 def _memory_type(value: object) -> str | None:
@@ -87,13 +75,6 @@ def _topics(value: object, what: str) -> list[str]:
     if not isinstance(items, list | tuple) or not all(isinstance(t, str) and t.strip() for t in items):
         raise InvalidRequest(f"{what} must be a string or a list of non-empty strings")
     return [t.strip() for t in items]
-
-
-def _add_passage(item: MemoryItem, candidate: Candidate) -> None:
-    """A hit on a long memory: the passage that answered the query, next to the whole text."""
-    hit = candidate.passage
-    if hit is not None:
-        item["passage"] = Passage(start=hit.start, end=hit.end, text=item["memory"][hit.start : hit.end])
 
 
 class Memory:
@@ -634,7 +615,7 @@ class Memory:
         terms = query_terms(text)
         n_docs, avg_len, df = store.term_stats(terms)
         k = max(self._ranking.candidates, 3 * limit)
-        candidates = self._candidates(store, scope, node, qvec, _selective(terms, df, n_docs), k, now, at)
+        candidates = gather_candidates(store, scope, node, qvec, selective(terms, df, n_docs), k, now, at)
         ranked = rank(
             list(candidates.values()), query_terms=terms, entities=entity_terms(text), df=df, n_docs=n_docs,
             avg_len=avg_len, params=self._ranking, recency_weight=float(recency_weight),
@@ -647,56 +628,9 @@ class Memory:
         results: list[MemoryItem] = []
         for hit in ranked:
             item = rows[int(hit.id)].to_item()
-            _add_passage(item, hit.candidate)
+            add_passage(item, hit.candidate)
             item["score"] = hit.score
             if explain:
                 item["explain"] = hit.explain()
             results.append(item)
         return SearchResult(results=results)
-
-    def _candidates(
-        self,
-        store: Store,
-        scope: Scope,
-        node: Node | None,
-        qvec: Vector,
-        terms: list[str],
-        k: int,
-        now: datetime,
-        as_of: datetime | None,
-    ) -> dict[str, Candidate]:
-        """Dense and keyword candidates, plus the messages that follow them, with their context."""
-        sources: dict[int, list[str]] = {}
-        cosine: dict[int, float] = {}
-        for rid, cos in store.dense(scope, node, qvec, k, now, as_of):
-            cosine[rid] = cos
-            sources.setdefault(rid, []).append("dense")
-        for rid in store.keyword(scope, node, terms, k, now, as_of):
-            sources.setdefault(rid, []).append("keyword")
-        # A reply can be the answer even when only the message it answers matches the query.
-        for rid in store.followers(list(sources), scope, node, now, as_of):
-            sources.setdefault(rid, []).append("context")
-        rows = store.search_rows(sources)
-        prev_ids = {r.prev_rid for r in rows.values() if r.prev_rid is not None}
-        context = {**store.search_rows(prev_ids - rows.keys()), **rows}
-        now_iso = to_iso(now)
-        live = {rid: r for rid, r in context.items() if r.expires_at is None or r.expires_at > now_iso}
-        cosine.update(store.cosines(qvec, (rows.keys() | live.keys()) - cosine.keys()))
-        # A long memory is ranked on its best passage's terms (its cosine is already its best).
-        best = store.best_passages(qvec, terms, [rid for rid, r in rows.items() if r.passages])
-        out: dict[str, Candidate] = {}
-        for rid, row in rows.items():
-            prev = live.get(row.prev_rid) if row.prev_rid is not None else None
-            passage = best.get(rid)
-            out[str(rid)] = Candidate(
-                id=str(rid),
-                cosine=cosine.get(rid, 0.0),
-                terms=(passage.search_text if passage else row.search_text).split(),
-                timestamp_epoch=datetime.fromisoformat(row.timestamp).timestamp(),
-                sources=tuple(sources[rid]),
-                context_cosine=cosine.get(prev.rid) if prev is not None else None,
-                context_terms=prev.search_text.split() if prev is not None else (),
-                passage=passage,
-                length=row.length,
-            )
-        return out
