@@ -7,10 +7,13 @@ overall and per category, and search latency.
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 KS = (1, 5, 10, 20)
@@ -118,3 +121,18 @@ ABLATIONS: list[tuple[str, dict[str, Any]]] = [
     ("no length prior", {"length_exponent": 0}),
     ("no newer bonus", {"newer_bonus": 0}),
 ]
+
+
+def bench_args(doc: str | None, data: Path, data_help: str) -> tuple[argparse.Namespace, list[tuple[str, Any]]]:
+    """The benchmarks' shared command line; returns the arguments and the (label, ranking) runs."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=data, help=data_help)
+    parser.add_argument("--ablation", action="store_true", help="also run each signal alone and each rule left out")
+    parser.add_argument("--ranking", type=json.loads, default=None, help="ranking overrides as JSON")
+    parser.add_argument("--db", type=Path, default=None, help="keep the ingested store here and reuse it")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    runs: list[tuple[str, Any]] = [("default" if not args.ranking else "custom", args.ranking)]
+    if args.ablation:
+        runs += ABLATIONS
+    return args, runs

@@ -18,7 +18,6 @@ ms per message, search p50/p95, recall_all@10 per category and the update-first 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _retrieval import ABLATIONS, KS, Tally, print_categories, print_table
+from _retrieval import KS, Tally, bench_args, print_categories, print_table
 
 from memlane import Memory
 
@@ -146,16 +145,7 @@ def run(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of BEAM chats (N/chat.json)")
-    parser.add_argument("--ablation", action="store_true", help="also run each signal alone")
-    parser.add_argument("--ranking", type=json.loads, default=None, help="ranking overrides as JSON")
-    parser.add_argument("--db", type=Path, default=None, help="keep the ingested store here and reuse it")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args()
-    runs = [("default" if not args.ranking else "custom", args.ranking)]
-    if args.ablation:
-        runs += ABLATIONS
+    args, runs = bench_args(__doc__, DEFAULT_DATA, "folder of BEAM chats (N/chat.json)")
     chat_dirs = chats(args.data)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
