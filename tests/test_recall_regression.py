@@ -37,9 +37,11 @@ LOCOMO_CONVERSATION = "30.json"  # the smallest of the five
 BEAM_CHAT = "6"  # 1,024 messages, 1.3M characters: the cheapest to embed
 CONFIGS = [("default", None), *[(label, r) for label, r in ABLATIONS if label in ("dense only", "keyword only")]]
 
-# Floors for the default's recall_all@10 (measured when set: LoCoMo 30 -> see below, BEAM 6 -> see below).
-LOCOMO_FLOOR = 60.0
-BEAM_FLOOR = 35.0
+# Floors for the default's recall_all@10. Measured when set (2026-12-04): LoCoMo 30, 81 questions:
+# default 70.4, dense only 44.4, keyword only 64.2; BEAM 6, 18 questions: default 44.4, dense only
+# 22.2, keyword only 22.2. Each floor allows about three LoCoMo questions or one BEAM question less.
+LOCOMO_FLOOR = 66.0
+BEAM_FLOOR = 38.0
 
 pytestmark = [
     pytest.mark.slow,
