@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 
 PORT ?= 8420
 
-.PHONY: serve demo test lint bench bench-locomo bench-scale bench-scale-postgres bench-extraction bench-server bench-mcp clean
+.PHONY: serve demo test lint bench bench-locomo bench-beam bench-scale bench-scale-postgres bench-extraction bench-server bench-mcp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ test: $(STAMP) lint
 bench-locomo: $(STAMP)
 	$(BIN)/python bench/locomo.py --ablation
 
+bench-beam: $(STAMP)
+	$(BIN)/python bench/beam.py --ablation
+
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
 
@@ -51,7 +54,7 @@ bench-server: $(STAMP)
 bench-mcp: $(STAMP)
 	$(BIN)/python bench/mcp_latency.py
 
-bench: bench-locomo bench-scale bench-scale-postgres bench-extraction bench-server bench-mcp
+bench: bench-locomo bench-beam bench-scale bench-scale-postgres bench-extraction bench-server bench-mcp
 
 clean:
 	rm -rf $(VENV) .memlane-demo .pytest_cache .mypy_cache .ruff_cache
