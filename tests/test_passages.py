@@ -103,7 +103,7 @@ def test_two_million_characters(
     ingest = time.perf_counter() - began
     mid = added["id"]
     passages = _rows(memory, "passages")
-    assert 1000 <= passages <= 1600
+    assert 2000 <= passages <= 3200  # 1,000-character passages reaching back ~12 %
     hit = _hit(memory.search(QUERY, user_id="u")["results"], mid)
     assert memory.search(QUERY, user_id="u")["results"][0]["id"] == mid
     assert NEEDLE in hit["passage"]["text"] and hit["memory"] == text

@@ -281,7 +281,7 @@ def test_cli_reembed_progress_bar(tmp_path: Path) -> None:
 
 def test_passages_of_long_memories_are_reembedded(open_memory: Callable[..., Memory]) -> None:
     """A long memory's passages get new vectors too, and its own vector stays its first passage's."""
-    config = {"passages": {"max_chars": 200, "overlap": 0.1}}
+    config = {"passages": {"max_chars": 200, "split_above": 200, "overlap": 0.1}}
     words = "the garden behind the house has tomatoes beans and a very old apple tree".split()
     long_text = " ".join(words[i % len(words)] for i in range(300)) + " the hidden key is under the blue flowerpot"
     with open_memory(old(), config=config) as memory:

@@ -79,6 +79,7 @@ def gather_candidates(
             context_cosine=cosine.get(prev.rid) if prev is not None else None,
             context_terms=prev.search_text.split() if prev is not None else (),
             passage=passage,
-            length=row.length,
+            # A long memory is judged on the passage that answered, not on the whole document.
+            length=(passage.end - passage.start) if passage else row.length,
         )
     return out

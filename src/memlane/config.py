@@ -139,9 +139,11 @@ class PassageConfig(_Strict):
     others).
 
     Attributes:
-        max_chars: the passage size. An embedder reads a bounded start of each text
-            (all-MiniLM-L6-v2: 256 tokens, about 1,000-1,300 characters of English prose, ~850 of
-            Markdown with code).
+        max_chars: the passage size (default 1,000). An embedder reads a bounded start of each
+            text (all-MiniLM-L6-v2: 256 tokens, about 1,000-1,300 characters of English prose, ~850
+            of Markdown with code), so a longer passage is partly unseen by dense search and
+            dilutes a one-sentence answer (a needle sentence in a 100k-character document among
+            1,000 notes ranked 324th with 2,000-character passages, 64th with 1,000).
         split_above: the length past which a memory gets passages (never below ``max_chars``).
             8,000 by default: a chat message is indexed whole (99 % of the BEAM chat messages
             are shorter than 6,100 characters), a pasted document or log is cut. Chat replies
@@ -151,7 +153,7 @@ class PassageConfig(_Strict):
             ``max_chars``.
     """
 
-    max_chars: int = Field(2000, ge=200, le=100_000)
+    max_chars: int = Field(1000, ge=200, le=100_000)
     split_above: int = Field(8000, ge=200, le=2_000_000)
     overlap: float = Field(DEFAULT_OVERLAP, ge=0, lt=0.25)
 

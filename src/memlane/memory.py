@@ -7,6 +7,7 @@ one pipeline, not two.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -77,6 +78,19 @@ def _topics(value: object, what: str) -> list[str]:
     return [t.strip() for t in items]
 
 
+def _calibrated(cfg: MemoryConfig, embedder: Embedder) -> RankingParams:
+    """The ranking parameters, with the embedder's cosine scale unless the config sets one.
+
+    Embedders spread cosines differently (all-MiniLM: unrelated texts near 0.1; e5: near 0.75), so
+    an embedder may declare ``cosine_range = (unrelated, same meaning)`` for the dense signal.
+    """
+    params = cfg.ranking.params()
+    scale = getattr(embedder, "cosine_range", None)
+    if scale is None or {"dense_floor", "dense_ceiling"} & cfg.ranking.model_fields_set:
+        return params
+    return dataclasses.replace(params, dense_floor=float(scale[0]), dense_ceiling=float(scale[1]))
+
+
 class Memory:
     """A memory store for LLM apps: add, search, get, update, delete, history.
 
@@ -116,7 +130,7 @@ class Memory:
         if store is None:  # the config's store: SQLite, or PostgreSQL (see memlane._store_config)
             store = build_store(cfg.vector_store, path, cfg.database_path())
         self._store: Store = store
-        self._ranking: RankingParams = cfg.ranking.params()
+        self._ranking: RankingParams = _calibrated(cfg, self._embedder)
         self._passages = cfg.passages
         self._clock = clock or (lambda: datetime.now(UTC))
         self._llm: LLM | None = llm
@@ -539,6 +553,7 @@ class Memory:
         self.close()
         result = reembedding.reembed(self._store, embedder, batch_size=batch_size, progress=progress)
         self._embedder = embedder
+        self._ranking = _calibrated(self.config, embedder)
         return result
 
     def _scope_and_filter(

@@ -105,7 +105,12 @@ class LLM(Protocol):
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
+    """Turns texts into L2-normalised float32 vectors of a fixed dimension.
+
+    An embedder may also carry ``cosine_range = (unrelated, same meaning)``: the cosines its
+    unrelated and equivalent texts typically score, which search maps onto [0, 1] (default
+    ``(0.10, 0.80)``, all-MiniLM's). Ranking config ``dense_floor`` / ``dense_ceiling`` override it.
+    """
 
     @property
     def model_id(self) -> str:

@@ -26,8 +26,9 @@ The score is the weighted mean of the signals, then two priors that hold for any
 - length: a long message is about many things, and any one question about a small part of it,
   yet it matches more query words and its embedding sits near many queries. Past
   ``length_pivot`` characters the score is multiplied by ``(length_pivot / length) **
-  length_exponent``, never below ``length_floor`` (a 4,000-character reply keeps half its score,
-  a 2-million-character document 0.3). This is what lets user-assistant chats rank a user's
+  length_exponent``, never below ``length_floor`` (a 4,000-character reply keeps half its score).
+  A document long enough to be cut into passages is judged on its best passage's length: the
+  passage, not the document, is what answered. This is what lets user-assistant chats rank a user's
   short statement above the assistant's long explanation around it (BEAM dev: 33.6 -> 42.7).
 - newer: among the candidates of one query, the newest gains up to ``newer_bonus`` (5 %) over the
   oldest, in proportion to its place in their time span. Two memories about the same thing
@@ -74,7 +75,8 @@ class Candidate:
 
     For a long memory, ``cosine`` is the best of its own vector's and its passages', ``terms``
     are those of ``passage``: the passage that best answers the query (see ``Store.best_passages``).
-    ``length`` is the memory's whole text in characters (0: unknown, no length prior).
+    ``length`` is, in characters, the memory's text, or for a memory with passages the best
+    passage's (0: unknown, no length prior).
     """
 
     id: str
