@@ -30,10 +30,12 @@ The score is the weighted mean of the signals, then two priors that hold for any
   A document long enough to be cut into passages is judged on its best passage's length: the
   passage, not the document, is what answered. This is what lets user-assistant chats rank a user's
   short statement above the assistant's long explanation around it (BEAM dev: 33.6 -> 42.7).
-- newer: among the candidates of one query, the newest gains up to ``newer_bonus`` (5 %) over the
-  oldest, in proportion to its place in their time span. Two memories about the same thing
-  score alike; the later one is more likely to be current, so a changed fact comes first while
-  an old but clearly better match still wins.
+- newer: among the candidates of one query, the newest gains up to ``newer_bonus`` (1 %) over the
+  oldest, in proportion to its place in their time span: a tie-break. Two memories about the
+  same thing often score alike; the later one is more likely to be current, so a changed fact
+  comes first while an old but better match still wins (BEAM dev: the update outranks its
+  original in 13 of 19 knowledge-update questions, 12 without; a 3-5 % bonus won no more
+  updates and cost 1.7 points of recall).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class RankingParams:
     length_pivot: int = 1000
     length_exponent: float = 0.5
     length_floor: float = 0.3
-    newer_bonus: float = 0.05
+    newer_bonus: float = 0.01
     k1: float = 1.2
     b: float = 0.75
     candidates: int = 100
