@@ -22,7 +22,7 @@ import numpy as np
 
 from memlane.errors import ConfigError, ProviderError
 from memlane.protocols import Vectors
-from memlane.providers.onnx_embedder import MiniLMOnnxEmbedder
+from memlane.providers.onnx_embedder import MiniLMOnnxEmbedder, embedder_options, unit_rows
 
 if TYPE_CHECKING:
     from memlane.providers import ProviderRegistry
@@ -102,27 +102,15 @@ class MiniLML3Embedder(MiniLMOnnxEmbedder):
             raise ProviderError(
                 f"paraphrase-MiniLM-L3 embedder failed: {exc}", provider="paraphrase-minilm-l3"
             ) from exc
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        unit: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-        return unit
+        return unit_rows(pooled)
 
 
 def _factory(config: Mapping[str, Any]) -> MiniLML3Embedder:
-    allowed = {"model_path", "tokenizer_path", "threads", "batch_size", "max_length", "model"}
-    unknown = set(config) - allowed
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) for the paraphrase-minilm-l3 embedder: {sorted(unknown)}; allowed: {sorted(allowed)}"
-        )
-    model = config.get("model")
-    if model not in (None, "paraphrase-MiniLM-L3-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2", _MODEL_ID):
-        raise ConfigError(
-            f"the paraphrase-minilm-l3 embedder runs paraphrase-MiniLM-L3-v2 only, not {model!r}; "
-            "drop 'model' or pick another embedder provider"
-        )
+    names = ("paraphrase-MiniLM-L3-v2", "sentence-transformers/paraphrase-MiniLM-L3-v2", _MODEL_ID)
+    options = embedder_options(config, "paraphrase-minilm-l3", "paraphrase-MiniLM-L3-v2", names)
     if config.get("model_path") is None:
         packaged_model()  # a missing extra fails here, naming the pip command, not at the first add
-    return MiniLML3Embedder(**{k: v for k, v in config.items() if k != "model"})
+    return MiniLML3Embedder(**options)
 
 
 def register(registry: ProviderRegistry) -> None:

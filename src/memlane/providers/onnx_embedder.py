@@ -146,27 +146,43 @@ class MiniLMOnnxEmbedder:
             raise ProviderError(f"onnx embedder failed: {exc}", provider="onnx-minilm") from exc
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        unit: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
-        return unit
+        return unit_rows(pooled)
 
 
-def _factory(config: Mapping[str, Any]) -> MiniLMOnnxEmbedder:
+def embedder_options(
+    config: Mapping[str, Any], provider: str, model: str, model_names: tuple[str, ...]
+) -> dict[str, Any]:
+    """The constructor arguments of an ONNX MiniLM-family provider, checked.
+
+    ``model`` is accepted when it names the one model the provider runs (mem0 configs name the
+    sentence-transformers model), and dropped.
+    Raises:
+        ConfigError: an unknown option, or another model.
+    """
     allowed = {"model_path", "tokenizer_path", "threads", "batch_size", "max_length", "model"}
     unknown = set(config) - allowed
     if unknown:
         raise ConfigError(
-            f"unknown option(s) for the onnx-minilm embedder: {sorted(unknown)}; allowed: {sorted(allowed)}"
+            f"unknown option(s) for the {provider} embedder: {sorted(unknown)}; allowed: {sorted(allowed)}"
         )
-    model = config.get("model")
-    # mem0 configs name the sentence-transformers model; accept the one we run.
-    if model not in (None, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", _MODEL_ID):
+    named = config.get("model")
+    if named not in (None, *model_names):
         raise ConfigError(
-            f"the onnx-minilm embedder runs all-MiniLM-L6-v2 only, not {model!r}; "
-            "drop 'model' or pick another embedder provider"
+            f"the {provider} embedder runs {model} only, not {named!r}; drop 'model' or pick another embedder provider"
         )
-    kwargs = {k: v for k, v in config.items() if k != "model"}
-    return MiniLMOnnxEmbedder(**kwargs)
+    return {k: v for k, v in config.items() if k != "model"}
+
+
+def unit_rows(pooled: Vectors) -> Vectors:
+    """Rows scaled to unit length, as float32."""
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    unit: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+    return unit
+
+
+def _factory(config: Mapping[str, Any]) -> MiniLMOnnxEmbedder:
+    names = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", _MODEL_ID)
+    return MiniLMOnnxEmbedder(**embedder_options(config, "onnx-minilm", "all-MiniLM-L6-v2", names))
 
 
 def register(registry: ProviderRegistry) -> None:
