@@ -32,7 +32,7 @@ from typing import Literal
 
 from memlane import InvalidRequest, MemoryNotFound
 
-__all__ = ["NAMESPACE_SEPARATOR", "ApiKey", "KeyStore"]
+__all__ = ["NAMESPACE_SEPARATOR", "ApiKey", "KeyStore", "parse_token"]
 
 NAMESPACE_SEPARATOR = ":"
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -86,6 +86,16 @@ class ApiKey:
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
         }
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """``(key id, secret)`` of a well-formed token, else None.
+
+    Parsed by the token's fixed layout, never by splitting on ``_``: the base64url secret may
+    itself contain ``_``.
+    """
+    match = _TOKEN.fullmatch(token)
+    return None if match is None else (match.group(1), match.group(2))
 
 
 def _now() -> str:
@@ -199,10 +209,10 @@ class KeyStore:
 
     def authenticate(self, token: str) -> ApiKey | None:
         """The active key a token belongs to, or None (unknown, malformed, wrong secret or revoked)."""
-        match = _TOKEN.match(token)
-        if match is None or not self.path.exists():
+        parsed = parse_token(token)
+        if parsed is None or not self.path.exists():
             return None
-        key_id, secret = match.groups()
+        key_id, secret = parsed
         with self._connect() as conn:
             row = conn.execute(
                 "SELECT id, name, role, namespace, rate_limit, created_at, revoked_at, secret_sha256 "
