@@ -89,6 +89,9 @@ def error_response(status: int, kind: str, message: str, **extra: Any) -> JSONRe
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="memlane"'
+    if status == 503:
+        # Every 503 is worth a retry (a store or provider that went away, a timeout): say when.
+        extra.setdefault("retry_after", 1)
     if "retry_after" in extra:
         headers["Retry-After"] = str(max(1, math.ceil(float(extra["retry_after"]))))
     body = {"error": {"type": kind, "message": message, "status": status, **extra}}

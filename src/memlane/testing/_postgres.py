@@ -68,6 +68,7 @@ class LocalPostgres:
         self.root: Path | None = None
         self.port = 0
         self._user: str | None = None
+        self._flags = ""
 
     @property
     def url(self) -> str:
@@ -126,9 +127,25 @@ class LocalPostgres:
         if not self.durable:
             options |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         options |= self.settings
-        flags = " ".join(f"-c {key}={value}" for key, value in options.items())
-        log = str(root / "server.log")
-        self._run("pg_ctl", "-w", "-t", "60", "-D", str(data), "-l", log, "-o", flags, "start", timeout=90)
+        self._flags = " ".join(f"-c {key}={value}" for key, value in options.items())
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
+        assert self.root is not None
+        data, log = str(self.root / "data"), str(self.root / "server.log")
+        self._run("pg_ctl", "-w", "-t", "60", "-D", data, "-l", log, "-o", self._flags, "start", timeout=90)
+
+    def kill(self) -> None:
+        """Stop the server abruptly (``pg_ctl stop -m immediate``: no checkpoint, clients cut off), keeping its data.
+
+        For outage tests: :meth:`restart` brings the same cluster back on the same port, replaying its WAL.
+        """
+        assert self.root is not None, "the server is not running"
+        self._run("pg_ctl", "-w", "-D", str(self.root / "data"), "-m", "immediate", "stop")
+
+    def restart(self) -> None:
+        """Start the cluster :meth:`kill` stopped, with the same data, port and settings."""
+        self._pg_ctl_start()
 
     def _private_copy(self, bin_dir: Path, root: Path) -> Path:
         """A copy of the wheel's PostgreSQL inside our own dir; returns its ``bin``.
