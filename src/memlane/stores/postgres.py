@@ -232,9 +232,13 @@ class PostgresStore(SQLStore, Reembedding):
         from psycopg_pool import PoolTimeout
 
         for attempt in range(_RETRIES):
+            committing = False
             try:
-                with self.pool.connection() as conn, conn.transaction():
-                    return fn(conn)
+                with self.pool.connection() as conn:
+                    with conn.transaction():
+                        result = fn(conn)
+                        committing = True
+                    return result
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
                 if not retry or attempt == _RETRIES - 1:
                     raise StoreBusy(f"{what} on {self.describe()} kept conflicting with other writers: {exc}") from exc
@@ -245,6 +249,12 @@ class PostgresStore(SQLStore, Reembedding):
                     "or timeout, or add capacity"
                 ) from exc
             except psycopg.Error as exc:
+                if committing and isinstance(exc, psycopg.OperationalError):
+                    # The connection died during COMMIT: the server may have applied it or not.
+                    raise StoreError(
+                        f"{what} on {self.describe()} lost its connection while committing, so it may or may "
+                        f"not have been applied; check before retrying it: {exc}"
+                    ) from exc
                 raise StoreError(f"{what} on {self.describe()} failed and was rolled back: {exc}") from exc
         raise AssertionError("unreachable")
 
