@@ -12,7 +12,7 @@ import click
 from memlane import MemlaneError, Memory, ServiceUnavailable, __version__
 from memlane.cli._app import State, database_url_option, pass_state
 from memlane.cli._output import emit_json, show_mapping, show_table
-from memlane.config import mask_url
+from memlane.config import PostgresStoreOptions, mask_url
 
 if TYPE_CHECKING:
     from memlane.server.keys import ApiKey, KeyStore
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "mask_secrets"]
 
 _SECRET_WORDS = ("key", "secret", "token", "password")
+_KEY_TABLES = ("api_keys", "rate_buckets")
 MASK = "********"
 
 
@@ -77,12 +78,26 @@ def keys() -> None:
     """API keys of the local server (only their hashes are stored)."""
 
 
-def _key_store(state: State) -> KeyStore:
-    state.local_only("memlane keys")
-    # Imported here: memlane.server's package import loads FastAPI and uvicorn.
-    from memlane.server.keys import KeyStore
+def _keys_database_url(fn: Any) -> Any:
+    return click.option(
+        "--database-url",
+        metavar="URL",
+        help="The keys of the PostgreSQL store at URL, whatever --config says (as the global --database-url).",
+    )(fn)
 
-    return KeyStore(state.config().home_path() / "keys.db")
+
+def _key_store(state: State, database_url: str | None) -> KeyStore:
+    """The keys ``memlane serve`` would use: the PostgreSQL store's tables, else ``<home>/keys.db``."""
+    state.local_only("memlane keys")
+    if database_url:
+        state.use_database_url(database_url)
+    # Imported here: memlane.server's package import loads FastAPI and uvicorn.
+    from memlane.server.keys import key_store_for
+
+    cfg = state.config()
+    store = key_store_for(cfg.store(), cfg.home_path())
+    click.get_current_context().call_on_close(store.close)
+    return store
 
 
 def _show_keys(found: list[ApiKey]) -> None:
@@ -96,10 +111,14 @@ def _show_keys(found: list[ApiKey]) -> None:
 @click.option("--admin", is_flag=True, help="An admin key: every scope, reset, export, import.")
 @click.option("--namespace", metavar="NS", help="A tenant key: only user and agent ids starting with NS:.")
 @click.option("--rate-limit", type=float, help="Requests per second for this key (default: the server's).")
+@_keys_database_url
 @pass_state
-def keys_create(state: State, name: str, admin: bool, namespace: str | None, rate_limit: float | None) -> None:
+def keys_create(
+    state: State, name: str, admin: bool, namespace: str | None, rate_limit: float | None, database_url: str | None
+) -> None:
     """Create an API key and print its token (shown this once only)."""
-    key, token = _key_store(state).create(name, admin=admin, namespace=namespace, rate_limit=rate_limit)
+    store = _key_store(state, database_url)
+    key, token = store.create(name, admin=admin, namespace=namespace, rate_limit=rate_limit)
     if state.json:
         emit_json({"key": key.as_dict(), "token": token})
     else:
@@ -110,10 +129,11 @@ def keys_create(state: State, name: str, admin: bool, namespace: str | None, rat
 
 @keys.command(name="list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+@_keys_database_url
 @pass_state
-def keys_list(state: State, include_revoked: bool) -> None:
+def keys_list(state: State, include_revoked: bool, database_url: str | None) -> None:
     """The API keys (never their secrets), oldest first."""
-    found = _key_store(state).list(include_revoked=include_revoked)
+    found = _key_store(state, database_url).list(include_revoked=include_revoked)
     if state.json:
         emit_json([k.as_dict() for k in found])
     else:
@@ -122,10 +142,11 @@ def keys_list(state: State, include_revoked: bool) -> None:
 
 @keys.command(name="revoke")
 @click.argument("key", metavar="ID_OR_NAME")
+@_keys_database_url
 @pass_state
-def keys_revoke(state: State, key: str) -> None:
-    """Revoke a key by id (or by name); it stops working at once."""
-    revoked = _key_store(state).revoke(key)
+def keys_revoke(state: State, key: str, database_url: str | None) -> None:
+    """Revoke a key by id (or by name); it stops working at once, on every server of the store."""
+    revoked = _key_store(state, database_url).revoke(key)
     if state.json:
         emit_json(revoked.as_dict())
     else:
@@ -211,13 +232,17 @@ def _local_info(state: State) -> dict[str, Any]:
         llm = "none: messages stored verbatim"
     else:
         llm = {"provider": cfg.llm.provider, "model": cfg.llm.config.get("model")}
+    keys, audit_log = _file(home / "keys.db"), _file(home / "audit.log")
+    if isinstance(store.config, PostgresStoreOptions):  # the server keeps them in the store's schema
+        keys = {"store": store.describe(), "tables": [f"{store.config.db_schema}.{t}" for t in _KEY_TABLES]}
+        audit_log = {"store": store.describe(), "table": f"{store.config.db_schema}.audit_log"}
     return {
         "version": __version__,
         "home": str(home),
         "config_file": state.config_file,
         "database": database,
-        "keys": _file(home / "keys.db"),
-        "audit_log": _file(home / "audit.log"),
+        "keys": keys,
+        "audit_log": audit_log,
         "embedder": _embedder_info(state, stored),
         "llm": llm,
     }

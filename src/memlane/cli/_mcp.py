@@ -69,11 +69,16 @@ def mcp(
         MemoryClient(state.url, api_key=state.api_key) if state.url else Memory(config=state.config())
     )
     click.get_current_context().call_on_close(backend.close)
-    home = state.config().home_path()
+    # The REST server's keys, rate limits and audit log (keys.db, or the PostgreSQL store's tables).
+    from memlane.server.keys import key_store_for
+
+    cfg = state.config()
+    keys = key_store_for(cfg.store(), cfg.home_path())
+    click.get_current_context().call_on_close(keys.close)
     run(
         backend, transport="stdio" if transport == "stdio" else "http", grant=grant, read_only=read_only,
-        host=host, port=port, keys_path=None if no_auth else str(home / "keys.db"),
-        audit_path=str(home / "audit.log"), rate_limit=rate_limit, log_level=log_level,
+        host=host, port=port, keys=None if no_auth else keys, audit=keys.audit, rate_limit=rate_limit,
+        log_level=log_level,
     )  # fmt: skip
 
 

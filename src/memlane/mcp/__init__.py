@@ -24,13 +24,16 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("memlane's MCP server needs the MCP SDK 2.x: pip install 'memlane[mcp]'") from exc
 
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from memlane import Memory, MemoryClient
 from memlane.mcp._grant import Grant
 from memlane.mcp._http import MCP_PATH, http_app
 from memlane.mcp._tools import build_server
+
+if TYPE_CHECKING:
+    from memlane.server.audit import AuditSink
+    from memlane.server.keys import KeyStore
 
 __all__ = ["MCP_PATH", "Grant", "build_server", "http_app", "run", "warm_up"]
 
@@ -59,8 +62,8 @@ def run(
     read_only: bool = False,
     host: str = "127.0.0.1",
     port: int = 8421,
-    keys_path: str | None = None,
-    audit_path: str | None = None,
+    keys: KeyStore | None = None,
+    audit: AuditSink | None = None,
     rate_limit: float | None = None,
     log_level: str = "warning",
 ) -> None:
@@ -70,17 +73,16 @@ def run(
         backend: the embedded ``Memory`` or a ``MemoryClient``.
         transport: ``stdio`` or ``http`` (streamable HTTP at ``/mcp``).
         grant: the scope to serve; required for stdio, optional for HTTP (connections bring it).
-        keys_path: HTTP only: the ``keys.db`` to authenticate against; ``None`` serves without keys
-            (refused unless ``host`` is loopback).
-        audit_path: HTTP only: the audit log to append each write to (``<home>/audit.log``).
+        keys: HTTP only: the key store to authenticate against and rate-limit with (``memlane mcp``
+            uses the REST server's: ``keys.db``, or the PostgreSQL store's); ``None`` serves
+            without keys (refused unless ``host`` is loopback).
+        audit: HTTP only: where to record each write (the REST server's audit log).
         rate_limit: HTTP only: requests per second per key (keys may carry their own).
     Raises:
         ScopeRequired: stdio without a grant.
         InvalidRequest: no keys on a non-loopback host.
         MemlaneError: the warm-up failed.
     """
-    from memlane.server.audit import AuditLog
-    from memlane.server.keys import KeyStore
     from memlane.server.settings import ServerSettings, require_auth_or_loopback
 
     if transport == "stdio":
@@ -89,16 +91,16 @@ def run(
         warm_up(backend, granted)
         build_server(backend, grant=granted, read_only=read_only).run("stdio")
         return
-    require_auth_or_loopback(host, auth=keys_path is not None)
+    require_auth_or_loopback(host, auth=keys is not None)
     import uvicorn
 
     warm_up(backend, grant)
     settings = ServerSettings(rate_limit=rate_limit) if rate_limit is not None else ServerSettings()
-    keys = KeyStore(Path(keys_path)) if keys_path is not None else None
-    audit = AuditLog(Path(audit_path)) if audit_path is not None else None
     app = http_app(backend, grant=grant, keys=keys, settings=settings, read_only=read_only, audit=audit, host=host)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     finally:
         if audit is not None:
             audit.close()
+        if keys is not None:
+            keys.close()

@@ -3,7 +3,8 @@
 Every HTTP request is checked before the MCP SDK sees it:
 
 1. its API key (``Authorization: Bearer mlk_...`` or ``X-API-Key``) is authenticated against the
-   same ``keys.db`` the REST server uses (401 otherwise) and spends one token of its rate (429);
+   same key store the REST server uses (``keys.db``, or the PostgreSQL store's tables; 401
+   otherwise) and spends one token of its rate (429);
 2. its scope comes from the server's grant narrowed by the connection's ``X-Memlane-User-Id`` /
    ``-Agent-Id`` / ``-Run-Id`` headers (or ``?user_id=`` ... query parameters): 400 without any,
    403 when it contradicts the server's grant or lies outside a tenant key's namespace;
@@ -22,8 +23,8 @@ from urllib.parse import parse_qs
 from memlane import InvalidRequest, MemlaneError, Memory, MemoryClient, RateLimited
 from memlane.mcp._grant import SCOPE_FIELDS, Grant
 from memlane.mcp._tools import GRANT_STATE_KEY, KEY_STATE_KEY, build_server
-from memlane.server.audit import AuditLog
-from memlane.server.auth import ANONYMOUS, Guard, RateLimiter, authenticate
+from memlane.server.audit import AuditSink
+from memlane.server.auth import ANONYMOUS, Guard, RateLimiter, admit
 from memlane.server.errors import error_response, status_for
 from memlane.server.keys import KeyStore
 from memlane.server.settings import ServerSettings
@@ -79,9 +80,11 @@ class _Gate:
 
     def _admit(self, scope: Scope) -> tuple[str, Grant]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        key = authenticate(headers, self.keys) if self.keys is not None else ANONYMOUS
-        rate = key.rate_limit or self.settings.rate_limit
-        self.limiter.take(key.id, rate, self.settings.burst_for(rate))
+        if self.keys is not None:
+            key = admit(headers, self.keys, self.settings)
+        else:
+            key = ANONYMOUS
+            self.limiter.take(key.id, self.settings.rate_limit, self.settings.burst_for(self.settings.rate_limit))
         narrowed = self.grant.narrow(_connection_ids(scope))
         where = "the X-Memlane-User-Id / X-Memlane-Agent-Id / X-Memlane-Run-Id headers, or --user-id on the server"
         granted = Grant.of(**narrowed.scope().as_dict(), where=where)
@@ -98,7 +101,7 @@ def http_app(
     keys: KeyStore | None,
     settings: ServerSettings | None = None,
     read_only: bool = False,
-    audit: AuditLog | None = None,
+    audit: AuditSink | None = None,
     host: str = "127.0.0.1",
 ) -> ASGIApp:
     """The MCP streamable-HTTP app at ``/mcp``, guarded like the REST API.
@@ -107,7 +110,8 @@ def http_app(
         backend: the ``Memory`` or ``MemoryClient`` the tools use.
         grant: ids fixed for every connection (connections may narrow it; ``None``: connections
             must bring their own through headers).
-        keys: the API key store; ``None`` serves without keys (the caller checks loopback).
+        keys: the API key store (also the rate limits); ``None`` serves without keys (the caller
+            checks loopback).
         settings: the rate limit (the REST server's defaults otherwise).
         read_only: offer only the read tools.
         audit: where to record writes (``memlane mcp`` uses the REST server's ``<home>/audit.log``).

@@ -33,7 +33,7 @@ from memlane.mcp._render import (
     render_memories,
     render_memory,
 )
-from memlane.server.audit import AuditLog
+from memlane.server.audit import AuditSink
 
 __all__ = ["GRANT_STATE_KEY", "KEY_STATE_KEY", "MAX_TEXT_CHARS", "build_server"]
 
@@ -88,7 +88,7 @@ def _result(rendered: tuple[str, Any]) -> CallToolResult:
 class _Tools:
     """The backend and grant the tool closures share."""
 
-    def __init__(self, backend: Backend, grant: Grant | None, audit: AuditLog | None) -> None:
+    def __init__(self, backend: Backend, grant: Grant | None, audit: AuditSink | None) -> None:
         self.backend = backend
         self.grant = grant
         self.audit = audit
@@ -356,7 +356,7 @@ def build_server(
     *,
     grant: Grant | None,
     read_only: bool = False,
-    audit: AuditLog | None = None,
+    audit: AuditSink | None = None,
     name: str = "memlane",
 ) -> MCPServer:
     """An MCP server whose tools work on ``backend`` inside ``grant``.

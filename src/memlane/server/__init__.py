@@ -16,10 +16,23 @@ from fastapi import FastAPI
 
 from memlane import InvalidRequest, Memory, MemoryConfig
 from memlane.server.app import create_app
-from memlane.server.keys import ApiKey, KeyStore
+from memlane.server.keys import ApiKey, KeyStore, key_store_for
+from memlane.server.keys_postgres import PostgresKeyStore
+from memlane.server.keys_sqlite import SQLiteKeyStore
 from memlane.server.settings import ServerSettings, require_auth_or_loopback
 
-__all__ = ["ApiKey", "KeyStore", "ServerSettings", "app_from_env", "create_app", "load_config", "serve"]
+__all__ = [
+    "ApiKey",
+    "KeyStore",
+    "PostgresKeyStore",
+    "SQLiteKeyStore",
+    "ServerSettings",
+    "app_from_env",
+    "create_app",
+    "key_store_for",
+    "load_config",
+    "serve",
+]
 
 log = logging.getLogger("memlane.server")
 
@@ -48,7 +61,8 @@ def app_from_env() -> FastAPI:
     """The app a uvicorn worker builds (``memlane serve`` hands config and settings over the environment)."""
     settings = ServerSettings.from_env()
     config = load_config(database_url=os.environ.get(_DATABASE_URL_OVERRIDE) or None)
-    return create_app(lambda: Memory(config=config), settings)
+    keys = key_store_for(config.store(), settings.home)
+    return create_app(lambda: Memory(config=config), settings, keys=keys)
 
 
 def serve(
@@ -93,9 +107,13 @@ def serve(
         os.environ["MEMLANE_CONFIG"] = str(Path(config_file).resolve())
     if home:
         os.environ["MEMLANE_HOME"] = str(Path(home).expanduser().resolve())
-    if auth and not KeyStore(settings.keys_path).list():
-        log.warning("no API keys yet: every request will get 401; create one with `memlane keys create --admin`")
-    log.info("memlane store: %s", store.describe())
+    keys = key_store_for(store, settings.home)
+    try:
+        if auth and not keys.list():
+            log.warning("no API keys yet: every request will get 401; create one with `memlane keys create --admin`")
+    finally:
+        keys.close()
+    log.info("memlane store: %s; API keys, rate limits and audit log: %s", store.describe(), keys.describe())
     uvicorn.run(
         "memlane.server:app_from_env",
         factory=True,

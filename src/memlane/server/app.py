@@ -1,7 +1,8 @@
 """The FastAPI app: every route calls the public ``Memory`` API and nothing else.
 
-Each request is authenticated, rate limited, checked against the key's namespace, and run in a
-worker thread under the request timeout. The sync ``Memory`` is shared by all threads of a worker
+Each request is authenticated and rate limited by the key store (on PostgreSQL: shared by every
+server, in one statement), checked against the key's namespace, and run in a worker thread under
+the request timeout. The sync ``Memory`` is shared by all threads of a worker
 (it serialises its store access); several workers or servers share one store safely.
 """
 
@@ -31,10 +32,10 @@ from memlane import (
     SearchResult,
     ServiceUnavailable,
 )
-from memlane.server.audit import AuditLog
-from memlane.server.auth import ANONYMOUS, Guard, RateLimiter, authenticate
+from memlane.server.auth import Guard, admit
 from memlane.server.errors import ERROR_RESPONSES, install_handlers
 from memlane.server.keys import KeyStore
+from memlane.server.keys_sqlite import SQLiteKeyStore
 from memlane.server.middleware import AuditMiddleware, BodyLimitMiddleware
 from memlane.server.schemas import AddBody, SearchBody, UpdateBody
 from memlane.server.settings import ServerSettings
@@ -51,13 +52,11 @@ FiltersQuery = Annotated[str | None, Query(description='a JSON filter object, e.
 class _State:
     """What every request needs: the engine, the guards' inputs, and readiness."""
 
-    def __init__(self, memory: Memory | Callable[[], Memory], settings: ServerSettings) -> None:
+    def __init__(self, memory: Memory | Callable[[], Memory], settings: ServerSettings, keys: KeyStore | None) -> None:
         self._memory = memory if isinstance(memory, Memory) else None
         self._factory = None if isinstance(memory, Memory) else memory
         self.settings = settings
-        self.keys = KeyStore(settings.keys_path)
-        self.limiter = RateLimiter()
-        self.audit = AuditLog(settings.audit_path)
+        self.keys = keys or SQLiteKeyStore(settings.keys_path, audit_path=settings.audit_path)
         self.ready = False
         self.problem: str | None = None
 
@@ -93,10 +92,8 @@ def _state(request: Request) -> _State:
 def guard(request: Request) -> Guard:
     """Authenticate the request and spend one token of its key's rate limit."""
     state = _state(request)
-    key = authenticate(request.headers, state.keys) if state.settings.auth else ANONYMOUS
+    key = admit(request.headers if state.settings.auth else None, state.keys, state.settings)
     request.state.key = key
-    rate = key.rate_limit or state.settings.rate_limit
-    state.limiter.take(key.id, rate, state.settings.burst_for(rate))
     return Guard(key)
 
 
@@ -358,21 +355,26 @@ def _probe_routes(app: FastAPI) -> None:
         return {"memlane": memlane.__version__, "api": "v1"}
 
 
-def create_app(memory: Memory | Callable[[], Memory], settings: ServerSettings | None = None) -> FastAPI:
+def create_app(
+    memory: Memory | Callable[[], Memory], settings: ServerSettings | None = None, *, keys: KeyStore | None = None
+) -> FastAPI:
     """The REST app over one ``Memory`` (or a factory that builds it at startup).
 
     Args:
         memory: the engine every route calls, or a zero-argument callable returning it.
         settings: limits, auth and paths (default: ``ServerSettings()``).
+        keys: API keys, rate limits and the audit log (default: ``keys.db`` and ``audit.log`` in
+            ``settings.home``; ``memlane serve`` on PostgreSQL passes the database's). The app
+            closes it at shutdown, after the last request, so no audit record is lost.
     """
     settings = settings or ServerSettings()
-    state = _State(memory, settings)
+    state = _State(memory, settings, keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(state.warm_up)
         yield
-        state.audit.close()
+        await asyncio.to_thread(state.keys.close)
 
     app = FastAPI(
         title="memlane",
@@ -389,5 +391,5 @@ def create_app(memory: Memory | Callable[[], Memory], settings: ServerSettings |
     app.include_router(api)
     _probe_routes(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
-    app.add_middleware(AuditMiddleware, log=state.audit)
+    app.add_middleware(AuditMiddleware, log=state.keys.audit)
     return app

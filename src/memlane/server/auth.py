@@ -1,12 +1,13 @@
 """Who is calling, what they may touch, and how fast.
 
-- ``authenticate`` turns the ``Authorization: Bearer mlk_...`` (or ``X-API-Key``) header into an
-  :class:`ApiKey`, or raises ``AuthenticationError`` (401).
+- :func:`admit` turns the ``Authorization: Bearer mlk_...`` (or ``X-API-Key``) header into an
+  :class:`ApiKey` and spends one token of its rate limit, or raises ``AuthenticationError`` (401)
+  or ``RateLimited`` (429). The key store does both (on PostgreSQL in one statement).
 - :class:`Guard` applies a key's namespace to scopes and memories. Naming a scope outside the
   namespace is ``PermissionDenied`` (403: the rule is no secret); a memory outside it is
   ``MemoryNotFound`` (404), exactly as for an id that does not exist, so ids cannot be probed.
-- :class:`RateLimiter` is a token bucket per key (per process: with N workers a key gets up to N
-  times the rate; a shared limiter belongs in front, e.g. the load balancer).
+- :class:`RateLimiter` is a token bucket per key in one process: the embedded key store's (with N
+  workers a key gets up to N times the rate); the PostgreSQL key store shares its buckets.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memlane import (
     AuthenticationError,
@@ -24,13 +25,16 @@ from memlane import (
     MemoryItem,
     MemoryNotFound,
     PermissionDenied,
-    RateLimited,
     Scope,
     resolve_scope,
 )
-from memlane.server.keys import NAMESPACE_SEPARATOR, ApiKey, KeyStore
+from memlane.server.keys import NAMESPACE_SEPARATOR, ApiKey, rate_limited
 
-__all__ = ["ANONYMOUS", "Guard", "RateLimiter", "authenticate"]
+if TYPE_CHECKING:
+    from memlane.server.keys import KeyStore
+    from memlane.server.settings import ServerSettings
+
+__all__ = ["ANONYMOUS", "Guard", "RateLimiter", "admit", "bearer_token"]
 
 # The principal of a --no-auth server (loopback only): an admin without a key.
 ANONYMOUS = ApiKey(
@@ -38,11 +42,11 @@ ANONYMOUS = ApiKey(
 )
 
 
-def authenticate(headers: Mapping[str, str], keys: KeyStore) -> ApiKey:
-    """The key a request carries.
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The API key a request carries (``Authorization: Bearer`` or ``X-API-Key``), not yet checked.
 
     Raises:
-        AuthenticationError: no key, a malformed one, an unknown one, or a revoked one.
+        AuthenticationError: no key, or another authorization scheme.
     """
     token = headers.get("x-api-key")
     auth = headers.get("authorization")
@@ -56,10 +60,26 @@ def authenticate(headers: Mapping[str, str], keys: KeyStore) -> ApiKey:
             "this server needs an API key: send 'Authorization: Bearer <key>'; "
             "an admin creates keys with `memlane keys create`"
         )
-    key = keys.authenticate(token)
-    if key is None:
-        raise AuthenticationError("the API key is not valid (unknown, mistyped or revoked)")
-    return key
+    return token
+
+
+def admit(headers: Mapping[str, str] | None, keys: KeyStore, settings: ServerSettings) -> ApiKey:
+    """The key a request carries, after spending one token of its rate limit.
+
+    Args:
+        headers: the request's headers (lower-case names); None: a ``--no-auth`` server, whose
+            requests share the bucket of :data:`ANONYMOUS`.
+        keys: the key store (its buckets are shared across servers on PostgreSQL).
+        settings: the server's default rate and burst.
+    Raises:
+        AuthenticationError: no key, a malformed one, an unknown one, or a revoked one.
+        RateLimited: the key's bucket is empty.
+        StoreError: the key store failed.
+    """
+    if headers is None:
+        keys.take(ANONYMOUS.id, settings.rate_limit, settings.burst_for(settings.rate_limit))
+        return ANONYMOUS
+    return keys.admit(bearer_token(headers), rate=settings.rate_limit, burst=settings.rate_burst)
 
 
 @dataclass(frozen=True)
@@ -171,9 +191,5 @@ class RateLimiter:
             tokens = min(burst, tokens + (now - last) * rate)
             if tokens < 1.0:
                 self._buckets[key_id] = (tokens, now)
-                wait = (1.0 - tokens) / rate
-                raise RateLimited(
-                    f"rate limit of {rate:g} requests/s for this key reached; retry after {wait:.2f} s",
-                    retry_after=wait,
-                )
+                raise rate_limited(rate, tokens)
             self._buckets[key_id] = (tokens - 1.0, now)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from memlane.server.audit import AuditLog
+from memlane.server.audit import AuditSink
 from memlane.server.settings import ServerSettings
 
 __all__ = ["WRITE_ROUTES", "AuditMiddleware", "BodyLimitMiddleware"]
@@ -102,7 +102,7 @@ class AuditMiddleware:
     text never enters the log.
     """
 
-    def __init__(self, app: ASGIApp, log: AuditLog) -> None:
+    def __init__(self, app: ASGIApp, log: AuditSink) -> None:
         self.app = app
         self.log = log
 
