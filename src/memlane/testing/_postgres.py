@@ -175,15 +175,21 @@ class LocalPostgres:
             self.root = None
             self.bin = postgres_bin()
 
-    def create_database(self, name: str) -> str:
-        """Create database ``name`` (with the ``vector`` extension) and return its URL."""
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """Create database ``name`` and return its URL.
+
+        Without ``template`` it is empty but for the ``vector`` extension; with one, it is a copy
+        of that database (the test suite copies a migrated one: ~0.1 s against ~0.4 s to create and
+        migrate, for each of several hundred PostgreSQL tests).
+        """
         import psycopg
 
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         url = self.database_url(name)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        if template is None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         return url
 
     def drop_database(self, name: str) -> None:
