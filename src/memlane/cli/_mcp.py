@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from memlane import InvalidRequest, Memory, MemoryClient
 from memlane.cli._app import State, database_url_option, pass_state
+
+if TYPE_CHECKING:
+    from memlane.server.keys import KeyStore
 
 __all__ = ["COMMANDS"]
 
@@ -69,16 +74,18 @@ def mcp(
         MemoryClient(state.url, api_key=state.api_key) if state.url else Memory(config=state.config())
     )
     click.get_current_context().call_on_close(backend.close)
-    # The REST server's keys, rate limits and audit log (keys.db, or the PostgreSQL store's tables).
-    from memlane.server.keys import key_store_for
+    keys: KeyStore | None = None
+    if transport == "http":
+        # The REST server's keys, rate limits and audit log (keys.db, or the PostgreSQL store's tables).
+        from memlane.server.keys import key_store_for
 
-    cfg = state.config()
-    keys = key_store_for(cfg.store(), cfg.home_path())
-    click.get_current_context().call_on_close(keys.close)
+        cfg = state.config()
+        keys = key_store_for(cfg.store(), cfg.home_path())
+        click.get_current_context().call_on_close(keys.close)
     run(
         backend, transport="stdio" if transport == "stdio" else "http", grant=grant, read_only=read_only,
-        host=host, port=port, keys=None if no_auth else keys, audit=keys.audit, rate_limit=rate_limit,
-        log_level=log_level,
+        host=host, port=port, keys=None if no_auth else keys, audit=keys.audit if keys else None,
+        rate_limit=rate_limit, log_level=log_level,
     )  # fmt: skip
 
 
