@@ -288,7 +288,8 @@ def test_a_slow_request_answers_503_request_timeout(tmp_path: Path) -> None:
         started = time.monotonic()
         response = http.post("/v1/memories/search", json={"query": "a slow query", "user_id": "u"})
         assert time.monotonic() - started < 2.0  # answered at the timeout, not when the work ended (2.5 s)
-        assert "longer than 0.5 s" in error_of(response, 503, "RequestTimeout")
+        assert "longer than 0.5 s" in error_of(response, 503, "RequestTimeout", "retry_after")
+        assert response.headers["Retry-After"] == "1"
         raises_exactly(RequestTimeout, lambda: client.add("a slow write", user_id="u", infer=False))
         assert client.search("a quick query", user_id="u")["results"] == []  # the server is still fine
 

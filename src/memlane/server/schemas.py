@@ -77,7 +77,7 @@ class ErrorDetail(BaseModel):
     type: str = Field(description="the exception class, e.g. MemoryNotFound")
     message: str = Field(description="what is wrong and how to fix it")
     status: int = Field(description="the HTTP status, repeated")
-    retry_after: float | None = Field(None, description="429 only: seconds until the next request is accepted")
+    retry_after: float | None = Field(None, description="429 and 503: seconds to wait before retrying")
     provider: str | None = Field(None, description="provider errors only: which provider failed")
     raw: str | None = Field(None, description="LLM output errors only: the model's unusable answer")
 
