@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 bench-locomo: $(STAMP)
 	$(BIN)/python bench/locomo.py --ablation
