@@ -17,7 +17,7 @@ from typing import Any, Self
 from memlane import reembed as reembedding
 from memlane import transfer
 from memlane._indexing import index_texts
-from memlane._search import add_passage, gather_candidates, selective
+from memlane._search import add_passage, gather_candidates
 from memlane._store_config import build_store
 from memlane.config import MemoryConfig
 from memlane.core.filters import Node, parse_filter, to_iso
@@ -628,12 +628,11 @@ class Memory:
         now = self._now()
         qvec = self._embedder.embed([text], kind="query")[0]
         terms = query_terms(text)
-        n_docs, avg_len, df = store.term_stats(terms)
         k = max(self._ranking.candidates, 3 * limit)
-        candidates = gather_candidates(store, scope, node, qvec, selective(terms, df, n_docs), k, now, at)
+        pool, candidates = gather_candidates(store, scope, node, qvec, terms, k, now, at)
         ranked = rank(
-            list(candidates.values()), query_terms=terms, entities=entity_terms(text), df=df, n_docs=n_docs,
-            avg_len=avg_len, params=self._ranking, recency_weight=float(recency_weight),
+            list(candidates.values()), query_terms=terms, entities=entity_terms(text), df=pool.df,
+            n_docs=pool.n_docs, avg_len=pool.avg_len, params=self._ranking, recency_weight=float(recency_weight),
             half_life_days=float(half_life_days), now_epoch=now.timestamp(),
         )  # fmt: skip
         if cutoff is not None:

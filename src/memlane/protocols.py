@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
+    from memlane.core.candidates import CandidatePool
     from memlane.core.filters import Node
     from memlane.core.passages import PassageHit
     from memlane.core.records import (
@@ -31,7 +32,17 @@ if TYPE_CHECKING:
     )
     from memlane.types import AddEvent, HistoryEvent, Scope, Source
 
-__all__ = ["LLM", "Completion", "EmbedKind", "Embedder", "PromptMessage", "Store", "Vector", "Vectors"]
+__all__ = [
+    "LLM",
+    "CandidateStore",
+    "Completion",
+    "EmbedKind",
+    "Embedder",
+    "PromptMessage",
+    "Store",
+    "Vector",
+    "Vectors",
+]
 
 EmbedKind = Literal["document", "query"]
 Vector = npt.NDArray[np.float32]
@@ -258,4 +269,31 @@ class Store(Protocol):
             MemoryConflict: a conflict, with ``on_conflict="error"`` (names the memory id).
             StoreError: the write failed; nothing was written.
         """
+        ...
+
+
+@runtime_checkable
+class CandidateStore(Protocol):
+    """A store that gathers a search's whole candidate pool in one call (optional).
+
+    ``Memory.search`` otherwise composes the pool from :class:`Store`'s ``term_stats``, ``dense``,
+    ``keyword``, ``followers``, ``search_rows``, ``cosines`` and ``best_passages``; a store whose
+    calls each cost a network round trip (PostgreSQL) answers them all at once instead.
+    """
+
+    def candidates(
+        self,
+        scope: Scope,
+        node: Node | None,
+        query: Vector,
+        terms: Sequence[str],
+        k: int,
+        now: datetime,
+        as_of: datetime | None = None,
+    ) -> CandidatePool:
+        """The pool ``memlane._search.compose_pool`` would build from the single-purpose calls,
+        ranking alike: the BM25 statistics of ``terms``; the ``k`` nearest memories (``dense``)
+        and best keyword matches of the selective terms (``memlane.core.candidates.selective``;
+        a store may bound how many matches of a common term it ranks); their followers; each
+        candidate's row, live context row, cosine and best passage."""
         ...
