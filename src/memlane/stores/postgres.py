@@ -12,6 +12,10 @@ module holds the connection pool, transactions and PostgreSQL's own search: an H
 - Filters and scopes are compiled to SQL with bound parameters only (``core.filters_pg``).
 - Dense search is exact inside small scopes (the rows are few; HNSW with a selective filter
   would return too few) and uses the HNSW index with pgvector's iterative scan in large ones.
+- ``Memory.search`` gathers its candidates in one round trip: one statement
+  (:mod:`memlane.stores.postgres_search`) in a pipeline with its HNSW settings. A read of one
+  statement runs without BEGIN/COMMIT (the pool's connections are in autocommit mode and ``_run``
+  opens a transaction where one is needed), so it too is one round trip.
 
 ``AsyncMemory`` drives this store from worker threads, like the embedded one: the pool is
 thread-safe and psycopg releases the GIL while it waits on the network, so one implementation
@@ -28,10 +32,20 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from memlane.core.filters import Node
+from memlane.core.candidates import CandidatePool
+from memlane.core.filters import Node, to_iso
 from memlane.core.passages import PassageHit
 from memlane.errors import ConfigError, EmbedderMismatch, InvalidRequest, StoreBusy, StoreError
 from memlane.protocols import Vector
+from memlane.stores.postgres_search import (
+    SearchQuery,
+    candidates_sql,
+    dense_sql,
+    keyword_sql,
+    read_pool,
+    run_search,
+    tsquery_lexeme,
+)
 from memlane.stores.sql_reembed import VECTOR_TABLES, Reembedding, VectorTable
 from memlane.stores.sql_store import FILTER_COLUMNS, SQLStore
 from memlane.stores.sql_tx import PostgresTx, Recorded, Tx, check_recorded, pg_sql
@@ -47,14 +61,13 @@ T = TypeVar("T")
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Scopes with fewer matching rows than this are searched exactly (a few ms at 384 dimensions).
 EXACT_SEARCH_ROWS = 4000
+# A scope found that large is searched through HNSW without counting it again for this long.
+LARGE_SCOPE_SECONDS = 60.0
 _RETRIES = 5
-_BM25_K1 = 1.2
-_BM25_B = 0.75
 
 
-def _tsquery_lexeme(term: str) -> str:
-    """One term as a quoted tsquery lexeme (bound as a parameter, never pasted into SQL)."""
-    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+def _scope_key(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    return (scope.user_id, scope.agent_id, scope.run_id)
 
 
 class PostgresStore(SQLStore, Reembedding):
@@ -88,6 +101,8 @@ class PostgresStore(SQLStore, Reembedding):
         self._lock = threading.RLock()
         self._opened: Recorded | None = None
         self._search_path = f'"{schema}", public'
+        # Scopes (no filter) counted at EXACT_SEARCH_ROWS or more -> until when that is trusted.
+        self._large: dict[tuple[str | None, str | None, str | None], float] = {}
 
     def describe(self) -> str:
         """The URL (password masked) and schema, for messages."""
@@ -179,6 +194,8 @@ class PostgresStore(SQLStore, Reembedding):
                 max_size=self.max_size,
                 timeout=self.timeout,
                 configure=self._configure,
+                # BEGIN/COMMIT only where memlane asks (_run): a one-statement read is one round trip.
+                kwargs={"autocommit": True},
                 open=False,
                 name=f"memlane-{self.schema}",
             )
@@ -227,7 +244,9 @@ class PostgresStore(SQLStore, Reembedding):
                 self._pool = None
             self._opened = None
 
-    def _run(self, fn: Callable[[psycopg.Connection[Any]], T], what: str, *, retry: bool) -> T:
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], T], what: str, *, retry: bool, tx: bool = True) -> T:
+        """``fn`` on a pooled connection inside a transaction; with ``tx=False`` without one: a read
+        of one statement (or one pipeline) is its own implicit transaction, and one round trip."""
         import psycopg
         from psycopg_pool import PoolTimeout
 
@@ -235,6 +254,8 @@ class PostgresStore(SQLStore, Reembedding):
             committing = False
             try:
                 with self.pool.connection() as conn:
+                    if not tx:
+                        return fn(conn)
                     with conn.transaction():
                         result = fn(conn)
                         committing = True
@@ -262,7 +283,7 @@ class PostgresStore(SQLStore, Reembedding):
         return self._run(lambda conn: fn(PostgresTx(conn, self.schema, self._opened)), "a write", retry=True)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[Any]:
-        return self._run(lambda conn: conn.execute(pg_sql(sql), params).fetchall(), "a read", retry=True)
+        return self._run(lambda conn: conn.execute(pg_sql(sql), params).fetchall(), "a read", retry=True, tx=False)
 
     def _snapshot(self, fn: Callable[[Tx], T]) -> T:
         def run(conn: psycopg.Connection[Any]) -> T:
@@ -315,23 +336,71 @@ class PostgresStore(SQLStore, Reembedding):
         tx.execute(f"ALTER TABLE {name} ALTER COLUMN embedding SET NOT NULL")
         tx.execute(f"CREATE INDEX {name}_hnsw ON {name} USING hnsw (embedding vector_cosine_ops)")
 
-    # -- search ----------------------------------------------------------------------------
+    # -- search (memlane.stores.postgres_search) ---------------------------------------------
+    def _query(
+        self, scope: Scope, node: Node | None, now: datetime, as_of: datetime | None, vector: Vector | None,
+        terms: Sequence[str], k: int,
+    ) -> SearchQuery:  # fmt: skip
+        where, params = self._where(scope, node, now, as_of)
+        large = node is None and as_of is None and self._large.get(_scope_key(scope), 0.0) > time.monotonic()
+        return SearchQuery(where, params, vector, builtins.list(terms), k, EXACT_SEARCH_ROWS, large)
+
+    def _search(self, statement: tuple[str, builtins.list[Any]], k: int) -> builtins.list[Any]:
+        """Rows of one search statement, in one round trip (``postgres_search.run_search``).
+
+        Raises:
+            EmbedderMismatch: the store was re-embedded since it was opened (a query vector of
+                another dimension fails the statement; one of the same dimension is caught after).
+        """
+        sql, params = statement
+        try:
+            recorded, rows = self._run(lambda conn: run_search(conn, sql, params, k), "a search", retry=True, tx=False)
+        except StoreError:
+            self._check_opened()
+            raise
+        if self._opened is not None and recorded != (self._opened[0], str(self._opened[1])):
+            self._check_opened()
+        return rows
+
+    def _check_opened(self) -> None:
+        """Raise EmbedderMismatch if the store now records another embedder than it was opened with."""
+        opened = self._opened
+        if opened is not None:
+            self._run(lambda conn: check_recorded(PostgresTx(conn, self.schema), opened), "a read", retry=True)
+
+    def candidates(
+        self,
+        scope: Scope,
+        node: Node | None,
+        query: Vector,
+        terms: Sequence[str],
+        k: int,
+        now: datetime,
+        as_of: datetime | None = None,
+    ) -> CandidatePool:
+        """A search's whole candidate pool in one statement (see ``CandidateStore.candidates``).
+
+        Raises:
+            EmbedderMismatch: the store was re-embedded since it was opened.
+        """
+        q = self._query(scope, node, now, as_of, query, terms, k)
+        pool, counted = read_pool(self._search(candidates_sql(q, to_iso(now)), k), terms)
+        if not q.large and node is None and as_of is None and counted >= q.exact_rows:
+            # Counting a large scope's first rows costs ~1 ms a search: trust the count a while.
+            # A scope that shrinks meanwhile is still searched completely (iterative scans).
+            self._large[_scope_key(scope)] = time.monotonic() + LARGE_SCOPE_SECONDS
+        return pool
+
     def term_stats(self, terms: Sequence[str]) -> tuple[int, float, dict[str, int]]:
         """(number of rows, mean analysed length, document frequency of each term)."""
-
-        def run(conn: psycopg.Connection[Any]) -> tuple[int, float, dict[str, int]]:
-            sql = "SELECT COALESCE(sum(docs), 0)::bigint, COALESCE(sum(terms), 0)::bigint FROM doc_stats"
-            docs, total = conn.execute(sql).fetchone()  # type: ignore[misc]
-            df: dict[str, int] = {}
-            if terms:
-                rows = conn.execute(
-                    "SELECT term, sum(docs)::bigint FROM term_stats WHERE term = ANY(%s) GROUP BY term",
-                    (builtins.list(terms),),
-                ).fetchall()
-                df = {term: int(count) for term, count in rows if count > 0}
-            return int(docs), (float(total) / docs if docs else 0.0), df
-
-        return self._run(run, "a read", retry=True)
+        sql = (
+            "SELECT COALESCE(sum(docs), 0)::bigint, COALESCE(sum(terms), 0)::bigint, (SELECT array_agg(ARRAY[term, "
+            "total::text]) FROM (SELECT term, sum(docs)::bigint AS total FROM term_stats WHERE term = ANY(?) "
+            "GROUP BY term) AS t WHERE total > 0) FROM doc_stats"
+        )
+        docs, total, counts = self._read(sql, [builtins.list(terms)])[0]
+        df = {term: int(count) for term, count in counts or ()}
+        return int(docs), (float(total) / docs if docs else 0.0), df
 
     def keyword(
         self,
@@ -347,49 +416,14 @@ class PostgresStore(SQLStore, Reembedding):
         BM25 over the GIN index's matches, each term weighted by its IDF and the row's length
         normalised against the mean; term frequency inside one memory counts once (memories are
         short facts and messages). ``Memory`` scores the candidates again with full BM25. A long
-        memory matches through its passages too, scored by its best passage (as a text of mean length).
+        memory matches through its passages too, scored by its best passage (as a text of mean
+        length). At most ``postgres_search.KEYWORD_SCAN_ROWS`` matches are ranked: those holding
+        every term first, then each term's from the rarest.
         """
         if not terms:
             return []
-        where, params = self._where(scope, node, now, as_of)
-        query = " | ".join(_tsquery_lexeme(t) for t in terms)
-        # The collection statistics are read inside this query (each uncorrelated subquery runs
-        # once), not by a second round trip: Memory.search has just read them through term_stats.
-        stats = (
-            "WITH s AS (SELECT COALESCE(sum(docs), 0)::float8 AS n, "
-            "GREATEST(COALESCE(sum(terms), 0)::float8 / GREATEST(COALESCE(sum(docs), 0), 1), 1) AS avg "
-            "FROM doc_stats), "
-            "w AS (SELECT t.term, ln(1 + (GREATEST(s.n - COALESCE(x.df, 0), 0) + 0.5) / (COALESCE(x.df, 0) + 0.5)) "
-            "AS idf FROM s CROSS JOIN unnest(?::text[]) AS t (term) LEFT JOIN (SELECT term, sum(docs)::float8 AS df "
-            "FROM term_stats WHERE term = ANY(?) GROUP BY term) AS x ON x.term = t.term) "
-        )
-
-        def weight(alias: str) -> tuple[str, builtins.list[Any]]:
-            parts: builtins.list[str] = []
-            values: builtins.list[Any] = []
-            for term in terms:
-                parts.append(
-                    f"CASE WHEN {alias}.terms @@ ?::tsquery THEN (SELECT idf FROM w WHERE w.term = ?) ELSE 0 END"
-                )
-                values += [_tsquery_lexeme(term), term]
-            return f"({' + '.join(parts)})", values
-
-        own, own_values = weight("m")
-        norm = f"(1 + {_BM25_K1} * (1 - {_BM25_B} + {_BM25_B} * m.n_terms / (SELECT avg FROM s)))"
-        by_passage, passage_values = weight("p")
-        sql = (
-            f"{stats}SELECT * FROM (SELECT m.rid, {own} / {norm} AS score FROM memories m "
-            f"WHERE m.terms @@ ?::tsquery AND {where} ORDER BY score DESC, m.rid DESC LIMIT ?) AS own "
-            f"UNION ALL SELECT * FROM (SELECT p.rid, max({by_passage}) / {1 + _BM25_K1} AS score "
-            f"FROM passages p JOIN memories m ON m.rid = p.rid WHERE p.terms @@ ?::tsquery AND {where} "
-            "GROUP BY p.rid ORDER BY score DESC, p.rid DESC LIMIT ?) AS by_passage"
-        )
-        wanted = builtins.list(terms)
-        values = [wanted, wanted, *own_values, query, *params, k, *passage_values, query, *params, k]
-        best: dict[int, float] = {}
-        for rid, score in self._read(sql, values):
-            best[int(rid)] = max(float(score), best.get(int(rid), 0.0))
-        return [rid for rid, _ in sorted(best.items(), key=lambda x: (-x[1], -x[0]))[:k]]
+        q = self._query(scope, node, now, as_of, None, terms, k)
+        return [int(r[0]) for r in self._search(keyword_sql(q), k)]
 
     def dense(
         self,
@@ -404,75 +438,19 @@ class PostgresStore(SQLStore, Reembedding):
 
         A memory's cosine is the best of its own vector's and its passages'.
         """
-        where, params = self._where(scope, node, now, as_of)
-
-        def run(conn: psycopg.Connection[Any]) -> builtins.list[tuple[int, float]]:
-            if self._opened is not None:  # a re-embedding may have switched the store's embedder
-                check_recorded(PostgresTx(conn, self.schema), self._opened)
-            rows = self._nearest(conn, "memories m", "m", where, params, query, k)
-            near = self._nearest(conn, "passages p JOIN memories m ON m.rid = p.rid", "p", where, params, query, 4 * k)
-            if not near:
-                return rows
-            # The best passages may belong to few memories: take their memories' best cosines.
-            owners: dict[int, float] = {}
-            for rid, cos in near:
-                owners[rid] = max(cos, owners.get(rid, -2.0))
-            wanted = {rid for rid, _ in rows} | set(sorted(owners, key=lambda r: (-owners[r], r))[:k])
-            best = self._best_cosines(conn, query, wanted)
-            return sorted(best.items(), key=lambda x: (-x[1], x[0]))[:k]
-
-        return self._run(run, "a search", retry=True)
-
-    @staticmethod
-    def _nearest(
-        conn: psycopg.Connection[Any],
-        source: str,
-        alias: str,
-        where: str,
-        params: builtins.list[Any],
-        query: Vector,
-        k: int,
-    ) -> builtins.list[tuple[int, float]]:
-        """(rid, cosine) of the ``k`` nearest vectors of ``source`` (memories, or passages with their
-        memory) whose memory ``m`` passes ``where``: exact over few rows, else by the HNSW index."""
-        limit = EXACT_SEARCH_ROWS
-        count_sql = f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {where} LIMIT {limit}) AS s"
-        (count,) = conn.execute(pg_sql(count_sql), params).fetchone()  # type: ignore[misc]
-        if count == 0:
-            return []
-        if count < limit:
-            # Few rows: rank them all. MATERIALIZED keeps the planner off the HNSW index.
-            sql = (
-                f"WITH c AS MATERIALIZED (SELECT {alias}.rid, {alias}.embedding FROM {source} WHERE {where}) "
-                "SELECT rid, 1 - (embedding <=> ?) AS cosine FROM c ORDER BY cosine DESC, rid LIMIT ?"
-            )
-            rows = conn.execute(pg_sql(sql), [*params, query, k]).fetchall()
-        else:
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(1000, max(100, 2 * k))),))
-            conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            sql = (
-                f"SELECT {alias}.rid, 1 - ({alias}.embedding <=> ?) FROM {source} "
-                f"WHERE {where} ORDER BY {alias}.embedding <=> ? LIMIT ?"
-            )
-            rows = conn.execute(pg_sql(sql), [query, *params, query, k]).fetchall()
-        return sorted(((int(r[0]), float(r[1])) for r in rows), key=lambda x: (-x[1], x[0]))
-
-    @staticmethod
-    def _best_cosines(conn: psycopg.Connection[Any], query: Vector, rids: Iterable[int]) -> dict[int, float]:
-        """Each row's cosine: the best of its own vector's and its passages'."""
-        sql = (
-            "SELECT m.rid, GREATEST(1 - (m.embedding <=> ?), (SELECT max(1 - (p.embedding <=> ?)) FROM passages p "
-            "WHERE p.rid = m.rid)) FROM memories m WHERE m.rid = ANY(?)"
-        )
-        rows = conn.execute(pg_sql(sql), [query, query, builtins.list(rids)]).fetchall()
-        return {int(r[0]): float(r[1]) for r in rows}
+        q = self._query(scope, node, now, as_of, query, (), k)
+        return [(int(r[0]), float(r[1])) for r in self._search(dense_sql(q), k)]
 
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]:
         """Cosine of the query to each row, the best of its own and its passages' (for keyword-only candidates)."""
         wanted = builtins.list(rids)
         if not wanted:
             return {}
-        return self._run(lambda conn: self._best_cosines(conn, query, wanted), "a read", retry=True)
+        sql = (
+            "SELECT m.rid, GREATEST(1 - (m.embedding <=> ?), (SELECT max(1 - (p.embedding <=> ?)) FROM passages p "
+            "WHERE p.rid = m.rid)) FROM memories m WHERE m.rid = ANY(?)"
+        )
+        return {int(r[0]): float(r[1]) for r in self._read(sql, [query, query, wanted])}
 
     def best_passages(self, query: Vector, terms: Sequence[str], rids: Iterable[int]) -> dict[int, PassageHit]:
         """Each given row's passage that best answers the query (rows without passages are left out).
@@ -488,5 +466,5 @@ class PostgresStore(SQLStore, Reembedding):
             f"p.search_text FROM passages p WHERE p.rid = ANY(?) "
             f"ORDER BY p.rid, {f'{matched} DESC, ' if terms else ''}cosine DESC, p.seq"
         )
-        rows = self._read(sql, [query, wanted, *(_tsquery_lexeme(t) for t in terms)])
+        rows = self._read(sql, [query, wanted, *(tsquery_lexeme(t) for t in terms)])
         return {int(r[0]): PassageHit(int(r[1]), int(r[2]), int(r[3]), float(r[4]), r[5]) for r in rows}
