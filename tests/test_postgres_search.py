@@ -203,3 +203,19 @@ def test_a_large_scope_is_counted_once_and_still_searched_whole_after_it_shrinks
         assert {r["id"] for r in memory.search("garden", user_id="u", limit=20)["results"]} == set(ids[:3])
         filtered = memory.search("garden", user_id="u", filters={"kind": "x"})["results"]
         assert filtered == []
+
+
+def test_vectors_stay_in_their_rows(store: PostgresStore, clock: FrozenClock) -> None:
+    # A 384-dimension vector with a message would be moved out of line past the default ~2 kB
+    # (migration 5): every cosine computed from the table would then read it through TOAST.
+    with Memory(store=store, embedder=HashEmbedder(dimension=384), clock=clock) as memory:
+        memory.add([{"role": "user", "content": f"message {i} " + "word " * 60} for i in range(50)], user_id="u",
+                   infer=False, metadata={"source": "chat", "tags": ["a", "b"]})  # fmt: skip
+        memory.add(f"{LONG} {NEEDLE}", user_id="u", infer=False)
+        # (The long memory's own text is moved out of line: it is read for hits only.)
+        out_of_line = store._read(
+            "SELECT (SELECT count(*) FROM memories WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL), "
+            "(SELECT count(*) FROM passages WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL), "
+            "(SELECT count(*) FROM passages)"
+        )
+    assert out_of_line[0][:2] == (0, 0) and out_of_line[0][2] > 10

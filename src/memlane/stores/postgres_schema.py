@@ -260,11 +260,22 @@ CREATE TRIGGER passages_reembed AFTER INSERT OR DELETE OR UPDATE OF rid, seq, ch
     FOR EACH ROW EXECUTE FUNCTION memlane_reembed_forget_passage();
 """
 
+_INLINE_VECTORS = r"""
+-- Rows stay whole in the table up to 8160 bytes (the default toasts past ~2 kB): a 384-dimension
+-- vector (1.5 kB) next to a message's text, terms and metadata was moved out of line, and every
+-- cosine computed from the table (exact search, candidates' cosines) read it back through the
+-- TOAST index: ~2 us instead of ~0.6 us each. Rows written before keep their layout until they are
+-- rewritten (VACUUM FULL memories, passages).
+ALTER TABLE memories SET (toast_tuple_target = 8160);
+ALTER TABLE passages SET (toast_tuple_target = 8160);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "memories, history, provenance, keyword index and statistics", _INITIAL),
     (2, "passages of long memories", _PASSAGES),
     (3, "re-embedding: staged vectors", _REEMBED),
     (4, "re-embedding covers passages", _REEMBED_PASSAGES),
+    (5, "vectors stay in their rows (toast_tuple_target)", _INLINE_VECTORS),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
