@@ -170,12 +170,14 @@ def test_keyword_ranks_at_most_the_cap_holding_every_term_then_the_rarest_first(
 def test_the_hnsw_settings_hold_for_the_statement_only(store: PostgresStore, clock: FrozenClock) -> None:
     with Memory(store=store, embedder=HashEmbedder(), clock=clock) as memory:
         memory.add("hello", user_id="u", infer=False)
-        read = "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')"
+        read = (
+            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan'), current_setting('jit')"
+        )
         with store.pool.connection() as conn:
             _, rows = postgres_search.run_search(conn, read, [], 100)
-            assert rows == [(str(postgres_search.EF_SEARCH), "relaxed_order")]
+            assert rows == [(str(postgres_search.EF_SEARCH), "relaxed_order", "off")]
             _, rows = postgres_search.run_search(conn, read, [], 300)
-            assert rows == [("300", "relaxed_order")]
+            assert rows == [("300", "relaxed_order", "off")]
             after = conn.execute("SELECT current_setting('hnsw.ef_search', true)").fetchone()
             assert after is not None and after[0] != "300"
 

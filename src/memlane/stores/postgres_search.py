@@ -20,11 +20,12 @@ The HNSW settings are transaction-local (``set_config(..., true)``) and travel i
 pipeline as the statement (:func:`run_search`), so the whole search is one network round trip.
 
 Keyword cost is bounded: a selective term may be in up to 5% of the memories (50,000 of a
-million), and ranking every match costs ~3 us each. At most :data:`KEYWORD_SCAN_ROWS` matching
-rows (and as many passages) are fetched and ranked: first those holding every selective term,
-then those of each term from the rarest up. Below the cap (always, in scopes of up to thousands
-of memories) every match is ranked, exactly as before; above it the rows dropped are matches of
-the commonest terms only.
+million), and ranking a match costs a few us (it is a heap row). At most
+:data:`KEYWORD_SCAN_ROWS` matching rows (and as many passages) are fetched and ranked: first
+those holding every selective term, then those of each term from the rarest up (a GIN scan for
+"any two terms" cost more than the rows it saved). While a scope's matches fit under the cap (in
+scopes of up to a few thousand memories they do) every match is ranked, as ``keyword`` always
+did; above it, the rows left out hold a commoner term and not every term.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ def _weight(s: _Sql, q: SearchQuery, alias: str) -> None:
 
 def _matches(s: _Sql, q: SearchQuery, name: str, columns: str, source: str, alias: str) -> None:
     """``name``: up to KEYWORD_SCAN_ROWS rows of ``source`` in scope whose ``alias.terms`` match:
-    those holding every selective term first, then each term's from the rarest up."""
+    those holding every selective term first, then each term's from the rarest up (the executor
+    stops pulling once the cap is reached)."""
     cap = int(KEYWORD_SCAN_ROWS)
     s.add(f"{name} AS MATERIALIZED (SELECT DISTINCT ON (h.key) h.* FROM (")
     s.add(f"(SELECT {columns} FROM {source} WHERE {alias}.terms @@ (SELECT every FROM kq) AND ")
@@ -357,14 +359,18 @@ def run_search(
     The connection is in autocommit mode: the settings, a read of the embedder the store records
     and the statement go out as one pipeline, which PostgreSQL runs as one implicit transaction,
     so ``set_config(..., true)`` holds for the statement and no longer. Iterative scans
-    (pgvector 0.8) let a filtered HNSW scan go on past ``ef_search`` rows until ``k`` pass.
+    (pgvector 0.8) let a filtered HNSW scan go on past ``ef_search`` rows until ``k`` pass; JIT
+    is off for it.
 
     Returns:
         ((embedder id, dimension) the store records, the statement's rows).
     """
     with conn.pipeline():
         conn.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+            # The planner's cost for a scope of a million rows passes jit_above_cost: compiling the
+            # statement would take longer than running it.
+            "set_config('jit', 'off', true)",
             (str(ef_search(k)),),
         )
         meta = conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder_id', 'embedder_dimension')")
