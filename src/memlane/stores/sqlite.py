@@ -28,6 +28,7 @@ from memlane.core.filters import Node, compile_sqlite
 from memlane.core.passages import PassageHit
 from memlane.errors import EmbedderMismatch, InvalidRequest, StoreBusy, StoreError
 from memlane.protocols import Vector
+from memlane.stores.ann_index import AnnSettings
 from memlane.stores.sql_reembed import Reembedding, VectorTable
 from memlane.stores.sql_store import FILTER_COLUMNS, SQLStore
 from memlane.stores.sql_tx import Recorded, SQLiteTx, Tx
@@ -77,14 +78,26 @@ class SQLiteStore(SQLStore, Reembedding):
         busy_timeout: seconds a writer waits for another writer before ``StoreBusy``.
         durability: ``"full"`` fsyncs every commit (no acknowledged write is lost on power
             failure); ``"normal"`` is faster and survives process crashes but not power loss.
+        approximate: when a scope is searched through an approximate index and how
+            (:class:`memlane.stores.ann_index.AnnSettings`; the default: scopes of 20,000 memories
+            and more, the index built in a background thread). ``AnnSettings(min_rows=None)``
+            keeps every search exact.
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0, durability: str = "full") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = 30.0,
+        durability: str = "full",
+        approximate: AnnSettings | None = None,
+    ) -> None:
         if durability not in ("full", "normal"):
             raise InvalidRequest(f"durability must be 'full' or 'normal', got {durability!r}")
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self.durability = durability
+        self.approximate = approximate or AnnSettings()
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.RLock()
         self._cache: VectorCache | None = None
@@ -108,7 +121,7 @@ class SQLiteStore(SQLStore, Reembedding):
                 self.close()
                 raise
             self._opened = (embedder_id, dimension)
-            self._cache = VectorCache(dimension)
+            self._cache = VectorCache(dimension, self.approximate)
 
     def _attach(self) -> None:
         """Create or open the file and migrate it, without checking the embedder (``reembed`` needs that)."""
@@ -363,6 +376,28 @@ class SQLiteStore(SQLStore, Reembedding):
             allowed = {r[0] for r in self._read(f"SELECT m.rid FROM memories m WHERE {where}", params)}
         at = as_of.timestamp() if as_of is not None else None
         return cache.search(query, scope, k, now.timestamp(), allowed, as_of=at)
+
+    def index_stats(self) -> dict[str, Any]:
+        """The in-process vector cache: rows, passages, bytes held and its approximate indexes.
+
+        Raises:
+            StoreError: the store is not open.
+        """
+        return self._sync().stats()
+
+    def wait_for_indexes(self, timeout: float | None = None) -> bool:
+        """Wait for approximate indexes building in the background.
+
+        Returns:
+            True when none is left building (False: ``timeout`` seconds passed first).
+        Raises:
+            StoreError: the store is not open.
+        """
+        with self._lock:
+            cache = self._cache
+        if cache is None:
+            raise StoreError("the store is not open")
+        return cache.wait_for_graphs(timeout)
 
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]:
         """Cosine of the query to each row, the best of its own and its passages' (for keyword-only candidates)."""
