@@ -7,13 +7,20 @@ Uses the real default embedder (all-MiniLM-L6-v2, int8 ONNX) on synthetic, varie
 - single add: one short message per ``add()``, model included, p50/p95 ms, for
   ``durability="full"`` (fsync per commit) and ``"normal"``;
 - search p50/p95 ms, query embedding included, with every memory in one scope and with the
-  memories spread over 1,000 users (searching one user's scope).
+  memories spread over 1,000 users (searching one user's scope); a scope of 20,000 memories or
+  more is searched through an approximate (HNSW) index built in the background on the first
+  search: the first search, the time until the index is ready and the searches meanwhile (exact)
+  are reported apart;
+- recall of that approximate path against exact search (the same store opened with
+  ``AnnSettings(min_rows=None)``): the dense candidates' recall@10 and @100, and the overlap of
+  the ten results ``Memory.search`` returns; the exact search's p50 for comparison.
 
 To make 100k feasible the corpus is embedded once in batches and the stores are filled through
 ``add()`` with those vectors (the store work is still measured and reported separately).
 
     python bench/scale.py                          # sizes 10000,100000
     python bench/scale.py --sizes 10000 --queries 100 --out results.json
+    python bench/scale.py --vectors /tmp/corpus.npy   # embed the corpus once, reuse it next run
 
 Everything is written to a temporary directory that is removed at the end (unless ``--out``).
 
@@ -37,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +53,9 @@ import numpy as np
 from memlane import Memory
 from memlane.protocols import EmbedKind, Vectors
 from memlane.providers.onnx_embedder import MiniLMOnnxEmbedder
+from memlane.stores.ann_index import AnnSettings
 from memlane.stores.sqlite import SQLiteStore
+from memlane.types import Scope
 
 TARGETS = {"search_p50_ms_100k_one_scope": 15.0, "single_add_p50_ms": 5.0, "bulk_ingest_per_s": 200.0}
 USERS = 1000
@@ -198,8 +208,14 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def memory(path: Path, embedder: Any, durability: str = "full") -> Memory:
-    return Memory(store=SQLiteStore(path, durability=durability), embedder=embedder)
+def memory(path: Path, embedder: Any, durability: str = "full", approximate: AnnSettings | None = None) -> Memory:
+    return Memory(store=SQLiteStore(path, durability=durability, approximate=approximate), embedder=embedder)
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux), in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def add_all(mem: Memory, texts: Sequence[str], users: int | None) -> float:
@@ -218,14 +234,73 @@ def add_all(mem: Memory, texts: Sequence[str], users: int | None) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def bench_search(mem: Memory, queries: Sequence[str], users: int | None) -> dict[str, float]:
-    scope = (lambda i: {"user_id": "everyone"}) if users is None else (lambda i: {"user_id": f"user{i % users}"})
-    cold = timed(mem.search, queries[0], limit=10, **scope(0))
-    times = [timed(mem.search, q, limit=10, **scope(i)) for i, q in enumerate(queries)]
-    return {
+def _scope(users: int | None, i: int) -> dict[str, str]:
+    return {"user_id": "everyone"} if users is None else {"user_id": f"user{i % users}"}
+
+
+def bench_search(mem: Memory, queries: Sequence[str], users: int | None) -> dict[str, Any]:
+    """Latency from a fresh open: the first search, searches while an index builds, then steady state."""
+    store = mem.store
+    assert isinstance(store, SQLiteStore)
+    rss = rss_mb()
+    start = time.perf_counter()
+    cold = timed(mem.search, queries[0], limit=10, **_scope(users, 0))
+    during = []  # exact searches while a background build runs (it shares the two cores)
+    while not store.wait_for_indexes(0) and len(during) < len(queries):
+        during.append(timed(mem.search, queries[len(during)], limit=10, **_scope(users, len(during))))
+    store.wait_for_indexes()
+    ready = time.perf_counter() - start
+    times = [timed(mem.search, q, limit=10, **_scope(users, i)) for i, q in enumerate(queries)]
+    stats = store.index_stats()
+    graphs = stats["row_graphs"] + stats["passage_graphs"]
+    out: dict[str, Any] = {
         "search_p50_ms": pct(times, 0.5),
         "search_p95_ms": pct(times, 0.95),
         "first_search_ms": round(cold, 1),
+        "load_1min": round(os.getloadavg()[0], 2),
+        "vectors_mb": round(stats["vector_bytes"] / 1e6, 1),
+        "rss_growth_mb": round(rss_mb() - rss, 1),
+    }
+    if graphs:
+        out["index_ready_s"] = round(ready, 2)
+        out["index_build_s"] = round(sum(g["build_seconds"] for g in graphs), 2)
+        out["index_mb"] = round(sum(g["bytes"] for g in graphs) / 1e6, 1)
+        out["searches_while_building"] = len(during)
+        if during:
+            out["search_p50_ms_while_building"] = pct(during, 0.5)
+    return out
+
+
+def bench_recall(db: Path, emb: Any, queries: Sequence[str], users: int | None) -> dict[str, float]:
+    """The approximate path against exact search on the same file: dense recall@10/@100, result overlap."""
+    fast, exact = memory(db, emb), memory(db, emb, approximate=AnnSettings(min_rows=None))
+    with fast, exact:
+        for mem in (fast, exact):  # open, load the cache and (fast) build the index before comparing
+            mem.search(queries[0], limit=10, **_scope(users, 0))
+            assert isinstance(mem.store, SQLiteStore)
+            mem.store.wait_for_indexes()
+        qvecs = emb.real.embed(list(queries), kind="query")
+        now = datetime.now(UTC)
+        dense10: list[float] = []
+        dense100: list[float] = []
+        results: list[float] = []
+        exact_times: list[float] = []
+        for i, (q, vec) in enumerate(zip(queries, qvecs, strict=True)):
+            scope = Scope(**_scope(users, i))
+            got = [r for r, _ in fast.store.dense(scope, None, vec, 100, now)]
+            want = [r for r, _ in exact.store.dense(scope, None, vec, 100, now)]
+            dense10.append(len(set(got[:10]) & set(want[:10])) / max(1, min(10, len(want))))
+            dense100.append(len(set(got) & set(want)) / max(1, len(want)))
+            fast_ids = [h["id"] for h in fast.search(q, limit=10, **_scope(users, i))["results"]]
+            start = time.perf_counter()
+            exact_ids = [h["id"] for h in exact.search(q, limit=10, **_scope(users, i))["results"]]
+            exact_times.append((time.perf_counter() - start) * 1000)
+            results.append(len(set(fast_ids) & set(exact_ids)) / max(1, len(exact_ids)))
+    return {
+        "dense_recall_at_10": round(float(np.mean(dense10)), 4),
+        "dense_recall_at_100": round(float(np.mean(dense100)), 4),
+        "results_recall_at_10": round(float(np.mean(results)), 4),
+        "exact_search_p50_ms": pct(exact_times, 0.5),
     }
 
 
@@ -241,7 +316,22 @@ def bench_single_add(db: Path, embedder: Any, n: int, durability: str) -> dict[s
     }
 
 
-def run(sizes: list[int], n_queries: int, n_adds: int, ingest_n: int, work: Path) -> dict[str, Any]:
+def preload(emb: PreEmbedded, texts: Sequence[str], saved: Path | None) -> float | None:
+    """Embed the corpus (sentences/s), or load its vectors from ``saved`` (None) when a run saved them."""
+    if saved is not None and saved.exists():
+        vecs = np.load(saved)
+        if vecs.shape == (len(texts), emb.dimension):
+            emb.cache.update(zip(texts, vecs, strict=True))
+            return None
+    secs = emb.preload(texts)
+    if saved is not None:
+        np.save(saved, np.stack([emb.cache[t] for t in texts]))
+    return round(len(texts) / secs, 1)
+
+
+def run(
+    sizes: list[int], n_queries: int, n_adds: int, ingest_n: int, work: Path, saved: Path | None = None
+) -> dict[str, Any]:
     real = MiniLMOnnxEmbedder()
     real.embed(["warm up"])
     emb = PreEmbedded(real)
@@ -272,8 +362,7 @@ def run(sizes: list[int], n_queries: int, n_adds: int, ingest_n: int, work: Path
     (work / "ingest.db").unlink()
 
     log(f"embedding the corpus: {len(texts)} sentences")
-    secs = emb.preload(texts)
-    summary["embed_sentences_per_s"] = round(len(texts) / secs, 1)
+    summary["embed_sentences_per_s"] = preload(emb, texts, saved)
 
     rows = []
     for size in sizes:
@@ -290,6 +379,8 @@ def run(sizes: list[int], n_queries: int, n_adds: int, ingest_n: int, work: Path
                     "store_ingest_per_s": round(store_rate, 1),
                 }
                 row.update(bench_search(mem, qs[1:], users))
+            log(f"recall against exact search, {size}, {layout}")
+            row.update(bench_recall(db, emb, qs[1:], users))
             if users is None and size == max(sizes):
                 log("single adds")
                 for durability in ("full", "normal"):
@@ -325,17 +416,21 @@ def table(summary: dict[str, Any]) -> str:
     lines = [
         f"embedder {summary['embedder']}, {summary['machine']['cpus']} CPUs, {summary['queries']} queries per row",
         "",
-        f"{'memories':>9}  {'layout':<11} {'search p50':>10} {'p95':>7} {'first':>8} {'store ingest':>13}",
+        f"{'memories':>9}  {'layout':<11} {'search p50':>10} {'p95':>7} {'exact p50':>9} {'first':>8} "
+        f"{'index ready':>11} {'recall@10 dense/results':>23} {'load':>5} {'store ingest':>13}",
     ]
     for r in summary["search"]:
+        ready = f"{r['index_ready_s']:>10.1f}s" if "index_ready_s" in r else f"{'exact':>11}"
         lines.append(
             f"{r['size']:>9,}  {r['layout']:<11} {r['search_p50_ms']:>8.1f}ms {r['search_p95_ms']:>5.1f}ms "
-            f"{r['first_search_ms']:>6.0f}ms {r['store_ingest_per_s']:>9,.0f}/s"
+            f"{r['exact_search_p50_ms']:>7.1f}ms {r['first_search_ms']:>6.0f}ms {ready} "
+            f"{r['dense_recall_at_10']:>14.3f} / {r['results_recall_at_10']:.3f} {r['load_1min']:>5.1f} "
+            f"{r['store_ingest_per_s']:>9,.0f}/s"
         )
     lines += [
         "",
         f"bulk ingest, model included ({PER_CALL}/add): {summary['bulk_ingest_per_s']:,.0f} memories/s",
-        f"embedding alone (batched):              {summary['embed_sentences_per_s']:,.0f} sentences/s",
+        f"embedding alone (batched):              {summary['embed_sentences_per_s'] or 0:,.0f} sentences/s",
         f"query embedding alone p50:              {summary['query_embed_p50_ms']:.1f} ms",
     ]
     for d in ("full", "normal"):
@@ -362,11 +457,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adds", type=int, default=200, help="timed single adds per durability")
     parser.add_argument("--ingest", type=int, default=3000, help="memories for the bulk-ingest measurement")
     parser.add_argument("--out", type=Path, help="also write the JSON summary here")
+    parser.add_argument("--vectors", type=Path, help="corpus vectors (.npy): loaded if present, else saved there")
     pg = parser.add_argument_group("postgres (see bench/scale_postgres.py)")
     pg.add_argument("--writers", type=int, default=4, help="writer processes for the multi-writer ingest")
     pg.add_argument("--pool", type=int, default=50_000, help="sentences embedded by the model; the rest derived")
     pg.add_argument("--add-rows", type=int, default=100_000, help="memories written through Memory.add; then COPY")
-    pg.add_argument("--ef-search", default="40,100,200,400", help="hnsw.ef_search values for the recall sweep")
+    pg.add_argument("--ef-search", default="40,80,100,200,400", help="hnsw.ef_search values for the recall sweep")
     pg.add_argument("--layouts", default="one,users", help="one (one scope) and/or users (10,000 users)")
     args = parser.parse_args(argv)
     args.ef_search = [int(x) for x in args.ef_search.split(",") if x]
@@ -378,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = sorted(int(s) for s in (args.sizes or "10000,100000").split(","))
         work = Path(tempfile.mkdtemp(prefix="memlane-scale-"))
         try:
-            summaries["sqlite"] = run(sizes, args.queries, args.adds, args.ingest, work)
+            summaries["sqlite"] = run(sizes, args.queries, args.adds, args.ingest, work, args.vectors)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         print(table(summaries["sqlite"]))
