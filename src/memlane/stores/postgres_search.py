@@ -57,9 +57,9 @@ __all__ = [
 ]
 
 # Rows (and passages) a keyword search fetches and ranks at most (module docstring).
-KEYWORD_SCAN_ROWS = 500
+KEYWORD_SCAN_ROWS = 1000
 # hnsw.ef_search for k = 100 nearest (docs/postgres.md: the sweep it was chosen by).
-EF_SEARCH = 100
+EF_SEARCH = 200
 _BM25_K1 = 1.2
 _BM25_B = 0.75
 # One candidate row per memory, one per context row, one row of statistics.
@@ -374,6 +374,6 @@ def run_search(
             (str(ef_search(k)),),
         )
         meta = conn.execute("SELECT key, value FROM meta WHERE key IN ('embedder_id', 'embedder_dimension')")
-        cur = conn.execute(sql, params, prepare=False)
+        cur = conn.execute(sql, params, prepare=False, binary=True)
     recorded = dict(meta.fetchall())
     return (recorded.get("embedder_id"), recorded.get("embedder_dimension")), cur.fetchall()
