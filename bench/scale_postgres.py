@@ -16,7 +16,11 @@ database through the sizes asked for and measures at each size:
   ``VACUUM (ANALYZE)`` and the index rebuilt with the store's definition (each timed);
 - ``Memory.search(query, user_id=..., limit=10)`` p50/p95 over the queries, query embedding by
   the real model included (the users layout searches a random user's scope);
-- ``store.dense`` and ``store.keyword`` alone (the two candidate queries of a search) p50/p95;
+- ``store.dense`` and ``store.keyword`` alone, and ``store.candidates`` (the one round trip that
+  gathers a search's candidates: both of them and everything else) p50/p95;
+- worst-case keyword queries: the corpus words found in the most memories, the commonest of all
+  (they propose no keyword candidates) and the commonest still under the selective limit (the
+  most matches a keyword search has to rank): ``Memory.search`` and ``store.keyword`` p50;
 - one scope only (where the store's HNSW path runs): recall of ``store.dense`` at k=10 and at the
   k ``Memory.search`` asks for (``max(RankingParams.candidates, 3 * limit)`` = 100) against exact
   numpy search over the vectors inserted (tie-tolerant: a hit scores within 1e-5 of the k-th
@@ -56,12 +60,14 @@ from pgvector.psycopg import register_vector
 from scale import PreEmbedded, corpus, pct, questions, timed
 
 from memlane import Memory
+from memlane.core.candidates import selective, selective_limit
 from memlane.core.filters import to_iso
 from memlane.core.ranking import RankingParams
 from memlane.core.text import analyse, content_hash, index_text, query_terms
 from memlane.protocols import EmbedKind, Vectors
 from memlane.providers.onnx_embedder import MiniLMOnnxEmbedder
 from memlane.stores.postgres import EXACT_SEARCH_ROWS, PostgresStore
+from memlane.stores.postgres_search import ef_search
 from memlane.types import Scope
 
 USERS = 10_000
@@ -297,22 +303,61 @@ def bench_search(mem: Memory, qs: Sequence[str], layout: str, size: int) -> dict
 
 
 def bench_parts(mem: Memory, qs: Sequence[str], qvecs: np.ndarray, layout: str, size: int) -> dict[str, float]:
-    """The two candidate queries of each search alone: store.dense and store.keyword at k=SEARCH_K."""
+    """Parts of each search alone: store.dense, store.keyword (k=SEARCH_K) and the one-statement
+    store.candidates that Memory.search sends (query embedded ahead)."""
     mem.get_all(user_id=ONE, limit=1)  # opens the store
     store, now = mem.store, datetime.now(UTC)
-    dense, keyword = [], []
+    dense, keyword, gather = [], [], []
     for q, qvec, user in zip(qs, qvecs, _users(layout, size, len(qs)), strict=True):
         scope, terms = Scope(user_id=user), query_terms(q)
         n_docs, _, df = store.term_stats(terms)  # type: ignore[attr-defined]
-        terms = [t for t in terms if df.get(t, 0) <= max(50, n_docs // 20)]  # as memlane.memory._selective
         dense.append(timed(store.dense, scope, None, qvec, SEARCH_K, now))  # type: ignore[attr-defined]
-        keyword.append(timed(store.keyword, scope, None, terms, SEARCH_K, now))  # type: ignore[attr-defined]
+        keyword.append(timed(store.keyword, scope, None, selective(terms, df, n_docs), SEARCH_K, now))  # type: ignore[attr-defined]
+        gather.append(timed(store.candidates, scope, None, qvec, terms, SEARCH_K, now))  # type: ignore[attr-defined]
     return {
         "dense_p50_ms": pct(dense, 0.5),
         "dense_p95_ms": pct(dense, 0.95),
         "keyword_p50_ms": pct(keyword, 0.5),
         "keyword_p95_ms": pct(keyword, 0.95),
+        "candidates_p50_ms": pct(gather, 0.5),
+        "candidates_p95_ms": pct(gather, 0.95),
     }
+
+
+def worst_queries(mem: Memory, n: int = 4) -> dict[str, str]:
+    """Queries of the corpus words found in the most memories: the ``n`` commonest of all (too
+    common to propose keyword candidates), and the ``n`` commonest that still do (each just
+    under the selective limit: the most rows a keyword search may have to rank)."""
+    words = sorted({w.strip(".,?!'").lower() for text in corpus(2000) for w in text.split()} - {""})
+    stems = {w: t[0] for w in words if len(t := query_terms(w)) == 1}
+    n_docs, _, df = mem.store.term_stats(sorted(set(stems.values())))  # type: ignore[attr-defined]
+    word: dict[str, str] = {}
+    for w, stem in stems.items():
+        word.setdefault(stem, w)
+    ranked = sorted(word, key=lambda t: (-df.get(t, 0), t))  # commonest first
+    limit = selective_limit(n_docs)
+    return {
+        "common": " ".join(word[t] for t in ranked[:n]),
+        "selective": " ".join([word[t] for t in ranked if df.get(t, 0) <= limit][:n]),
+    }
+
+
+def bench_worst(mem: Memory, layout: str, size: int, repeat: int = 30) -> list[dict[str, Any]]:
+    """Memory.search and store.keyword alone on the worst-case queries (``worst_queries``)."""
+    store, now, out = mem.store, datetime.now(UTC), []
+    for kind, q in worst_queries(mem).items():
+        user = _users(layout, size, 1)[0]
+        terms = query_terms(q)
+        n_docs, _, df = store.term_stats(terms)  # type: ignore[attr-defined]
+        proposing = selective(terms, df, n_docs)
+        search = [timed(mem.search, q, user_id=user, limit=LIMIT) for _ in range(repeat)]
+        keyword = [timed(store.keyword, Scope(user_id=user), None, proposing, SEARCH_K, now) for _ in range(repeat)]  # type: ignore[attr-defined]
+        out.append({
+            "size": size, "layout": LAYOUTS[layout], "kind": kind, "query": q,
+            "df": {t: df.get(t, 0) for t in terms}, "proposing": proposing,
+            "search_p50_ms": pct(search, 0.5), "keyword_p50_ms": pct(keyword, 0.5),
+        })  # fmt: skip
+    return out
 
 
 class Exact:
@@ -338,7 +383,8 @@ class Exact:
 
 
 def _hnsw_sql(conn: Any, ef: int, q: np.ndarray, k: int, now: str, explain: bool = False) -> list[Any]:
-    """The store's HNSW query (``PostgresStore.dense``, large scopes) at ``ef``, in its own transaction."""
+    """The store's HNSW query (``PostgresStore.dense``, large scopes) at ``ef``, in its own transaction
+    (iterative scan on, as the store runs it)."""
     sql = (
         f"SELECT m.rid FROM {MEMORIES} m WHERE m.user_id = %s AND m.version_of IS NULL "
         "AND (m.expires_at IS NULL OR m.expires_at > %s) ORDER BY m.embedding <=> %s LIMIT %s"
@@ -364,7 +410,7 @@ def recall_rows(mem: Memory, url: str, exact: Exact, size: int, efs: Sequence[in
     with psycopg.connect(url) as conn:
         register_vector(conn)
         for k in ks:  # the ef_search store.dense sets for k
-            plan = _hnsw_sql(conn, min(1000, max(100, 2 * k)), exact.qvecs[0], k, to_iso(now), explain=True)
+            plan = _hnsw_sql(conn, ef_search(k), exact.qvecs[0], k, to_iso(now), explain=True)
             row[f"index_at_{k}"] = any("memories_hnsw" in line for line in plan)
         for ef in efs:
             entry: dict[str, Any] = {"size": size, "ef_search": ef}
@@ -415,6 +461,7 @@ def run_layout(pg: Any, data: Data, layout: str, sizes: list[int], args: Any, qs
         with Memory(store=PostgresStore(url), embedder=lookup) as mem:
             row.update(bench_search(mem, qs, layout, size))
             row.update(bench_parts(mem, qs, out["_qvecs"], layout, size))
+            out["worst"] += bench_worst(mem, layout, size)
             if layout == "one" and size >= EXACT_SEARCH_ROWS:
                 log(f"{LAYOUTS[layout]}: recall at {size}")
                 exact = Exact(url, data, size, out["_qvecs"])
@@ -458,6 +505,7 @@ def run_postgres(sizes: list[int], args: Any) -> dict[str, Any]:
         "bulk_fill": [],
         "search": [],
         "ef_sweep": [],
+        "worst": [],
         "load": [{"at": "start", "loadavg": [round(x, 2) for x in os.getloadavg()]}],
         "_qvecs": real.embed(qs, kind="query"),
     }
@@ -480,7 +528,7 @@ def table(s: dict[str, Any]) -> str:
         "",
         f"{'memories':>9}  {'layout':<12} {'search p50':>10} {'p95':>8} {'first':>7} "
         f"{'recall@' + str(s['limit']):>9} {'recall@' + str(s['search_k']):>10} {'db size':>9} {'hnsw':>8} "
-        f"{'dense p50':>10} {'keyword p50':>12}",
+        f"{'dense p50':>10} {'keyword p50':>12} {'gather p50':>11}",
     ]
     for r in s["search"]:
         rec = [
@@ -490,12 +538,24 @@ def table(s: dict[str, Any]) -> str:
         lines.append(
             f"{r['size']:>9,}  {r['layout']:<12} {r['search_p50_ms']:>8.1f}ms {r['search_p95_ms']:>6.1f}ms "
             f"{r['first_search_ms']:>5.0f}ms {rec[0]:>9} {rec[1]:>10} {r['db_mb'] / 1000:>7.2f}GB "
-            f"{r['hnsw_mb'] / 1000:>6.2f}GB {r['dense_p50_ms']:>8.1f}ms {r['keyword_p50_ms']:>10.1f}ms"
+            f"{r['hnsw_mb'] / 1000:>6.2f}GB {r['dense_p50_ms']:>8.1f}ms {r['keyword_p50_ms']:>10.1f}ms "
+            f"{r['candidates_p50_ms']:>9.1f}ms"
         )
     lines += [
         f"(exact: scopes under {s['exact_search_rows']:,} rows are searched exactly, no ANN; "
         "*: the planner scanned exactly instead of using the HNSW index; dense / keyword: store.dense and "
-        f"store.keyword alone at k={s['search_k']}, query embedded ahead)",
+        f"store.keyword alone at k={s['search_k']}; gather: store.candidates, the one round trip of a search; "
+        "query embedded ahead)",
+        "",
+        "worst-case keyword queries (the corpus words in the most memories; see worst_queries):",
+    ]
+    for r in s["worst"]:
+        lines.append(
+            f"  {r['size']:>9,} {r['layout']:<12} {r['kind']:<9} {r['query']!r:<40} search p50 "
+            f"{r['search_p50_ms']:>6.1f}ms, keyword alone {r['keyword_p50_ms']:>6.1f}ms; "
+            f"df {r['df']}, proposing {r['proposing']}"
+        )
+    lines += [
         "",
         "ingest through Memory.add(infer=False), HNSW index in place:",
     ]
