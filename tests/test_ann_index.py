@@ -10,6 +10,7 @@ across processes through the change log.
 from __future__ import annotations
 
 import math
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -355,3 +356,44 @@ def test_a_memory_expiring_is_not_found_through_the_graph(tmp_path: Path) -> Non
         hits = mem.search("quokka smiles", user_id="everyone", limit=5)["results"]
         assert "the quokka smiles at dawn" not in {h["memory"] for h in hits}
         assert graphs(mem.store._sync())[0]["built"]  # type: ignore[attr-defined]
+
+
+# -- keyword search of a scope that is most of the store ------------------------------------------
+
+
+def join_keyword(db: Path, user: str, term: str, k: int) -> list[int]:
+    """The best ``k`` full-text matches in the user's scope, by the plain join (no shortcut)."""
+    sql = (
+        "SELECT m.rid FROM memories_fts f JOIN memories m ON m.rid = f.rowid WHERE memories_fts MATCH ? "
+        "AND m.user_id = ? ORDER BY bm25(memories_fts), m.rid LIMIT ?"
+    )
+    with sqlite3.connect(db) as conn:
+        return [r[0] for r in conn.execute(sql, (f'"{term}"', user, k))]
+
+
+def test_keyword_search_of_a_large_scope_ranks_the_matches_then_tests_the_scope(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    with Memory(store=store(db), embedder=HashEmbedder(), clock=FrozenClock()) as mem:
+        # "big" holds 80% of the rows, but most "zebra" matches, and all the short (best-scoring)
+        # ones, are in "small": the best 2k matches of the whole store hold none of big's.
+        big = [
+            f"row {i} about a long walk near the quiet river zebra" if i % 40 == 0 else f"row {i}" for i in range(800)
+        ]
+        small = [f"zebra {i}" for i in range(200)]
+        for user, texts in (("big", big), ("small", small)):
+            for i in range(0, len(texts), 100):
+                mem.add([{"role": "user", "content": t} for t in texts[i : i + 100]], user_id=user)
+        st = mem.store
+        assert isinstance(st, SQLiteStore)
+        now = datetime(2026, 1, 2, tzinfo=UTC)
+        assert st._sync().scope_share(Scope(user_id="big")) == pytest.approx(0.8)
+        got = st.keyword(Scope(user_id="big"), None, ["zebra"], 10, now)
+        assert got == join_keyword(db, "big", "zebra", 10) and len(got) == 10  # 20 matches in big
+        got = st.keyword(Scope(user_id="big"), None, ["row"], 10, now)
+        assert got == join_keyword(db, "big", "row", 10)
+        # An expired row in scope is still ranked by the full-text index, then dropped by the test.
+        first = got[0]
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE memories SET expires_at = '2026-01-01T12:00:00.000000+00:00' WHERE rid = ?", (first,))
+        again = st.keyword(Scope(user_id="big"), None, ["row"], 10, now)
+        assert first not in again and again[:9] == got[1:]

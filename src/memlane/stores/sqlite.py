@@ -341,10 +341,7 @@ class SQLiteStore(SQLStore, Reembedding):
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         where, params = self._where(scope, node, now, as_of)
-        own = (
-            "SELECT m.rid, bm25(memories_fts) FROM memories_fts f JOIN memories m ON m.rid = f.rowid "
-            f"WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts) LIMIT ?"
-        )
+        best: dict[int, float] = dict(self._keyword_own(scope, node, match, where, params, k))
         # MATERIALIZED: bm25() only runs in the full-text query itself, not in a flattened GROUP BY.
         by_passage = (
             "WITH hits AS MATERIALIZED (SELECT p.rid AS rid, bm25(passages_fts) AS score "
@@ -352,11 +349,36 @@ class SQLiteStore(SQLStore, Reembedding):
             f"WHERE passages_fts MATCH ? AND {where}) SELECT rid, min(score) AS best FROM hits "
             "GROUP BY rid ORDER BY best LIMIT ?"
         )
-        best: dict[int, float] = {}
-        for sql in (own, by_passage):
-            for rid, score in self._read(sql, [match, *params, k]):
-                best[rid] = min(score, best.get(rid, math.inf))
+        for rid, score in self._read(by_passage, [match, *params, k]):
+            best[rid] = min(score, best.get(rid, math.inf))
         return [rid for rid, _ in sorted(best.items(), key=lambda x: (x[1], x[0]))[:k]]
+
+    def _keyword_own(
+        self, scope: Scope, node: Node | None, match: str, where: str, params: builtins.list[Any], k: int
+    ) -> builtins.list[tuple[int, float]]:
+        """(row id, bm25) of the best ``k`` matches of the memories' own text in scope, best first."""
+        if node is None and self._sync().scope_share(scope) >= 0.5:
+            # FTS5 scores every match before the LIMIT (thousands in a large scope), and joining
+            # each to its row for the scope test costs half as much again. When the scope is most
+            # of the store, rank the matches alone, then test only the best: enough of them pass
+            # unless the scope's matches are much rarer than its share of the store.
+            fetch = 2 * k
+            ranked = self._read(
+                "SELECT rowid, bm25(memories_fts) FROM memories_fts WHERE memories_fts MATCH ? "
+                "ORDER BY bm25(memories_fts) LIMIT ?",
+                [match, fetch],
+            )
+            # NOT INDEXED: look each row up by rowid (the planner would walk the scope's index).
+            sql = f"SELECT m.rid FROM memories m NOT INDEXED WHERE m.rid IN ({{marks}}) AND {where}"
+            kept = {r[0] for r in self._read_in(sql, [r[0] for r in ranked], params)}
+            hits = [(rid, score) for rid, score in ranked if rid in kept]
+            if len(hits) >= k or len(ranked) < fetch:
+                return hits[:k]
+        own = (
+            "SELECT m.rid, bm25(memories_fts) FROM memories_fts f JOIN memories m ON m.rid = f.rowid "
+            f"WHERE memories_fts MATCH ? AND {where} ORDER BY bm25(memories_fts) LIMIT ?"
+        )
+        return [(r[0], r[1]) for r in self._read(own, [match, *params, k])]
 
     def dense(
         self,

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memlane.protocols import Vector, Vectors
-from memlane.stores.ann_index import AnnIndexes, AnnSettings, ScopeCodes
+from memlane.stores.ann_index import AnnIndexes, AnnSettings, ScopeCodes, scope_mask
 from memlane.types import Scope
 
 __all__ = ["CachedRow", "VectorCache"]
@@ -151,10 +151,24 @@ class VectorCache:
             self._ranges: dict[int, tuple[int, int]] = {}  # row id -> its passages' slots [lo, hi)
             self._row_graphs = AnnIndexes(self._rows, self.dimension, self.ann, self.lock)
             self._passage_graphs = AnnIndexes(self._passages, self.dimension, self.ann, self.lock)
+            self._shares: dict[ScopeCodes, float] = {}
             self.seq = -1
 
     def __len__(self) -> int:
         return len(self._slot)
+
+    def scope_share(self, scope: Scope) -> float:
+        """The share of all rows (current or not, expired or not) that ``scope`` holds."""
+        with self.lock:
+            codes = self._scope_codes(scope)
+            if codes is None:
+                return 0.0
+            key: ScopeCodes = (codes[0], codes[1], codes[2])
+            share = self._shares.get(key)
+            if share is None:  # counted once per change applied
+                inside = np.count_nonzero(scope_mask(self._rows, key))
+                share = self._shares[key] = inside / max(1, len(self._slot))
+            return share
 
     def wait_for_graphs(self, timeout: float | None = None) -> bool:
         """Wait for approximate indexes building in the background; True when none is left building."""
@@ -184,6 +198,7 @@ class VectorCache:
         """Apply row changes read from the database (an upsert replaces the row's passages)."""
         with self.lock:
             rows, passages = self._rows, self._passages
+            self._shares.clear()
             moved_rows: list[int] = []  # slots whose vector or scope changed, or that died: graphs re-index them
             moved_passages: list[int] = []
             for rid in deleted:
