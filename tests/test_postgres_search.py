@@ -146,6 +146,8 @@ def test_the_statement_gathers_what_the_single_calls_gather(
 def test_keyword_ranks_at_most_the_cap_holding_every_term_then_the_rarest_first(
     store: PostgresStore, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from memlane.stores import postgres
+
     with Memory(store=store, embedder=HashEmbedder(), clock=clock) as memory:
         common = [memory.add(f"alpha fact number {i}", user_id="u", infer=False) for i in range(20)]
         rarer = [memory.add(f"beta fact number {i}", user_id="u", infer=False) for i in range(5)]
@@ -158,9 +160,11 @@ def test_keyword_ranks_at_most_the_cap_holding_every_term_then_the_rarest_first(
         def rids(added: list[Any]) -> set[int]:
             return {rid[a["results"][0]["id"]] for a in added}
 
-        assert set(keyword()) >= rids(both) | rids(rarer)
-        assert len(keyword()) == 10  # uncapped: the alpha-only matches fill the rest
         monkeypatch.setattr(postgres_search, "KEYWORD_SCAN_ROWS", 8)
+        # A small scope (under EXACT_SEARCH_ROWS) has every match ranked, whatever the cap.
+        assert set(keyword()) >= rids(both) | rids(rarer)
+        assert len(keyword()) == 10  # the alpha-only matches fill the rest
+        monkeypatch.setattr(postgres, "EXACT_SEARCH_ROWS", 20)  # now a large scope: through the GIN index
         found = keyword()
         # Both terms first (2 rows), then beta (7 rows, 6 fetched): the cap is reached before alpha.
         assert set(found[:2]) == rids(both) and set(found) <= rids(both) | rids(rarer)

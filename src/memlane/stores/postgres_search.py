@@ -6,18 +6,21 @@ transaction), so :func:`candidates_sql` writes them as the CTEs of one statement
 
 - ``st``/``tf``: the BM25 statistics and, per query term, its document frequency, IDF and whether
   it is selective enough to propose keyword candidates (``memlane.core.candidates.selective``);
-- ``mc``..``dn``: the ``k`` nearest memories, a memory's cosine being the best of its own vector's
-  and its passages'. Each of ``memories`` and ``passages`` is ranked exactly when the scope holds
-  fewer than ``exact_rows`` of them (HNSW with a selective filter would return too few) and through
-  the HNSW index otherwise; both plans are in the statement, and a one-time filter on the count
-  runs only one of them;
+- ``md_n``..``dn``: the ``k`` nearest memories, a memory's cosine being the best of its own
+  vector's and its passages'. Each of ``memories`` and ``passages`` is ranked exactly when the
+  scope holds fewer than ``exact_rows`` of them (HNSW with a selective filter would return too
+  few) and through the HNSW index otherwise; both plans are in the statement, and a one-time
+  filter on the count runs only one of them (a scope known to be large is not counted);
 - ``kq``..``kw``: the ``k`` best BM25 matches of the selective terms, the rows a term may bring
   capped (:data:`KEYWORD_SCAN_ROWS`, below);
-- ``hits``..``cx``: the hits' followers, every candidate's row and the rows they follow; the
-  final ``SELECT`` adds cosines and each long memory's best passage.
+- ``hits``..``bp``: the hits' followers (``fo``), every candidate's row (``rw``), the rows they
+  follow (``cx``), which of them have passages (``pn``) and each long candidate's best passage
+  (``bp``). The final ``SELECT`` adds cosines and returns one row per candidate, one per context
+  row and one of statistics (:func:`read_pool`).
 
 The HNSW settings are transaction-local (``set_config(..., true)``) and travel in the same
-pipeline as the statement (:func:`run_search`), so the whole search is one network round trip.
+pipeline as the statement (:func:`run_search`): gathering a search's candidates is one network
+round trip (reading the memories it returns is the second).
 
 Keyword cost is bounded: a selective term may be in up to 5% of the memories (50,000 of a
 million), and ranking a match costs a few us (it is a heap row). At most
@@ -152,18 +155,48 @@ def _weight(s: _Sql, q: SearchQuery, alias: str) -> None:
         )
 
 
-def _matches(s: _Sql, q: SearchQuery, name: str, columns: str, source: str, alias: str) -> None:
-    """``name``: up to KEYWORD_SCAN_ROWS rows of ``source`` in scope whose ``alias.terms`` match:
-    those holding every selective term first, then each term's from the rarest up (the executor
-    stops pulling once the cap is reached)."""
-    cap = int(KEYWORD_SCAN_ROWS)
-    s.add(f"{name} AS MATERIALIZED (SELECT DISTINCT ON (h.key) h.* FROM (")
-    s.add(f"(SELECT {columns} FROM {source} WHERE {alias}.terms @@ (SELECT every FROM kq) AND ")
+# The two sources searched: a memory's own text and vector, and its passages'.
+_MEMORIES = ("md", "memories m", "m", "m.rid AS key, m.rid, m.embedding, m.terms, m.n_terms")
+_PASSAGES = ("pd", "passages p JOIN memories m ON m.rid = p.rid", "p", "p.pid AS key, p.rid, p.embedding, p.terms")
+
+
+def _scope_rows(s: _Sql, q: SearchQuery) -> None:
+    """``md_n``/``pd_n``: how many memories / passages the scope holds, counted up to
+    ``exact_rows``; ``md_x``/``pd_x``: a small scope's rows themselves, which dense and keyword
+    search then rank directly (an index over the whole table would visit every tenant's rows)."""
+    n = int(q.exact_rows)
+    for name, source, _, columns in (_MEMORIES, _PASSAGES):
+        if q.large and name == "md":
+            s.add(f"{name}_n AS (SELECT {n}::bigint AS n), ")
+        else:
+            s.add(f"{name}_n AS (SELECT count(*) AS n FROM (SELECT 1 FROM {source} WHERE ")
+            s.where(q)
+            s.add(f" LIMIT {n}) AS c), ")
+        # MATERIALIZED keeps the planner off the indexes: these rows are ranked as they are.
+        s.add(f"{name}_x AS MATERIALIZED (SELECT {columns} FROM {source} WHERE ")
+        s.where(q)
+        s.add(f" AND (SELECT n FROM {name}_n) < {n}), ")
+
+
+def _matches(s: _Sql, q: SearchQuery, name: str, source: tuple[str, str, str, str]) -> None:
+    """``name``: the keyword matches to rank of ``source`` in scope. In a small scope, every match
+    among its rows; in a large one, up to KEYWORD_SCAN_ROWS rows through the GIN index: those
+    holding every selective term first, then each term's from the rarest up (the executor stops
+    pulling once the cap is reached)."""
+    cap, n = int(KEYWORD_SCAN_ROWS), int(q.exact_rows)
+    prefix, table, alias, columns = source
+    columns = columns.replace(f"{alias}.embedding, ", "")
+    kept = ", ".join("x." + c.split()[-1].split(".")[-1] for c in columns.split(", "))  # the same, from {prefix}_x
+    s.add(
+        f"{name} AS MATERIALIZED (SELECT {kept} FROM {prefix}_x x WHERE x.terms @@ (SELECT any_term FROM kq) UNION ALL "
+        f"SELECT * FROM (SELECT DISTINCT ON (h.key) h.* FROM ((SELECT {columns} FROM {table} "
+        f"WHERE {alias}.terms @@ (SELECT all_terms FROM kq) AND "
+    )
     s.where(q)
     s.add(f" LIMIT {cap}) UNION ALL (SELECT x.* FROM (SELECT lex FROM tf WHERE sel ORDER BY df, i) AS t ")
-    s.add(f"CROSS JOIN LATERAL (SELECT {columns} FROM {source} WHERE {alias}.terms @@ t.lex AND ")
+    s.add(f"CROSS JOIN LATERAL (SELECT {columns} FROM {table} WHERE {alias}.terms @@ t.lex AND ")
     s.where(q)
-    s.add(f" LIMIT {cap}) AS x) LIMIT {cap}) AS h), ")
+    s.add(f" LIMIT {cap}) AS x) LIMIT {cap}) AS h) AS g WHERE (SELECT n FROM {prefix}_n) >= {n}), ")
 
 
 def _keyword(s: _Sql, q: SearchQuery) -> None:
@@ -171,10 +204,10 @@ def _keyword(s: _Sql, q: SearchQuery) -> None:
     k = int(q.k)
     s.add(
         "kq AS MATERIALIZED (SELECT CASE WHEN count(*) > 1 THEN string_agg(lex::text, ' & ' ORDER BY i)::tsquery "
-        "END AS every FROM tf WHERE sel), "
+        "END AS all_terms, string_agg(lex::text, ' | ' ORDER BY i)::tsquery AS any_term FROM tf WHERE sel), "
     )
-    _matches(s, q, "kr", "m.rid AS key, m.rid, m.terms, m.n_terms", "memories m", "m")
-    _matches(s, q, "kp", "p.pid AS key, p.rid, p.terms", "passages p JOIN memories m ON m.rid = p.rid", "p")
+    _matches(s, q, "kr", _MEMORIES)
+    _matches(s, q, "kp", _PASSAGES)
     # A memory's own match is normalised by its length; a passage scores as a text of mean length.
     s.add("kw AS MATERIALIZED (SELECT rid, max(score) AS score FROM ((SELECT r.rid, (")
     _weight(s, q, "r")
@@ -189,22 +222,15 @@ def _keyword(s: _Sql, q: SearchQuery) -> None:
     )
 
 
-def _nearest(s: _Sql, q: SearchQuery, name: str, source: str, alias: str, k: int) -> None:
-    """``{name}``: (rid, cos) of the ``k`` nearest vectors of ``source`` in scope: exact below
-    ``exact_rows`` rows (MATERIALIZED keeps the planner off the index), else through HNSW."""
+def _nearest(s: _Sql, q: SearchQuery, source: tuple[str, str, str, str], k: int) -> None:
+    """``md``/``pd``: (rid, cos) of the ``k`` nearest vectors of ``source`` in scope: a small
+    scope's rows ranked exactly (``_scope_rows``), a large one's through HNSW."""
+    name, table, alias, _ = source
     n, k = int(q.exact_rows), int(k)
-    if q.large and name == "md":
-        s.add(f"{name}_n AS (SELECT {n}::bigint AS n), ")
-    else:
-        s.add(f"{name}_n AS (SELECT count(*) AS n FROM (SELECT 1 FROM {source} WHERE ")
-        s.where(q)
-        s.add(f" LIMIT {n}) AS c), ")
-    s.add(f"{name}_x AS MATERIALIZED (SELECT {alias}.rid, {alias}.embedding FROM {source} WHERE ")
-    s.where(q)
     s.add(
-        f" AND (SELECT n FROM {name}_n) < {n}), {name} AS MATERIALIZED ((SELECT rid, 1 - (embedding <=> ?) AS cos "
-        f"FROM {name}_x ORDER BY cos DESC, rid LIMIT {k}) UNION ALL (SELECT {alias}.rid, "
-        f"1 - ({alias}.embedding <=> ?) FROM {source} WHERE ",
+        f"{name} AS MATERIALIZED ((SELECT rid, 1 - (embedding <=> ?) AS cos FROM {name}_x "
+        f"ORDER BY cos DESC, rid LIMIT {k}) UNION ALL (SELECT {alias}.rid, 1 - ({alias}.embedding <=> ?) "
+        f"FROM {table} WHERE ",
         q.vector,
         q.vector,
     )
@@ -224,8 +250,8 @@ def _best_cosine(s: _Sql, q: SearchQuery, alias: str) -> None:
 
 def _dense(s: _Sql, q: SearchQuery) -> None:
     """``dn``: (rid, cos) of the ``k`` nearest memories, as ``PostgresStore.dense``."""
-    _nearest(s, q, "md", "memories m", "m", q.k)
-    _nearest(s, q, "pd", "passages p JOIN memories m ON m.rid = p.rid", "p", 4 * q.k)
+    _nearest(s, q, _MEMORIES, q.k)
+    _nearest(s, q, _PASSAGES, 4 * q.k)
     # The best passages may belong to few memories: their memories' best cosines compete too.
     s.add("dn AS MATERIALIZED ((SELECT rid, cos FROM md WHERE NOT EXISTS (SELECT 1 FROM pd)) UNION ALL (SELECT m.rid, ")
     _best_cosine(s, q, "m")
@@ -241,6 +267,7 @@ def keyword_sql(q: SearchQuery) -> tuple[str, list[Any]]:
     s = _Sql()
     s.add("WITH ")
     _stats(s, q)
+    _scope_rows(s, q)
     _keyword(s, q)
     s.body("SELECT rid FROM kw ORDER BY score DESC, rid DESC")
     return s.done()
@@ -250,6 +277,7 @@ def dense_sql(q: SearchQuery) -> tuple[str, list[Any]]:
     """(rid, cosine) of the ``k`` nearest memories."""
     s = _Sql()
     s.add("WITH ")
+    _scope_rows(s, q)
     _dense(s, q)
     s.body("SELECT rid, cos FROM dn ORDER BY cos DESC, rid")
     return s.done()
@@ -260,6 +288,7 @@ def candidates_sql(q: SearchQuery, now_iso: str) -> tuple[str, list[Any]]:
     s = _Sql()
     s.add("WITH ")
     _stats(s, q)
+    _scope_rows(s, q)
     _keyword(s, q)
     _dense(s, q)
     # Row ids are looked up as arrays (= ANY(ARRAY(...))): one index probe each, whatever the
