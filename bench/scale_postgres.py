@@ -24,7 +24,9 @@ database through the sizes asked for and measures at each size:
 - one scope only (where the store's HNSW path runs): recall of ``store.dense`` at k=10 and at the
   k ``Memory.search`` asks for (``max(RankingParams.candidates, 3 * limit)`` = 100) against exact
   numpy search over the vectors inserted (tie-tolerant: a hit scores within 1e-5 of the k-th
-  exact cosine), and the same SQL at several ``hnsw.ef_search`` values;
+  exact cosine), and the same SQL at several ``hnsw.ef_search`` values; what the store's
+  speed settings cost in results: the share of a reference top 10 (``ef_search`` 1000, keyword
+  matches uncapped) that ``Memory.search`` returns with them (``results_agreement``);
 - database size (``pg_database_size``) and the main relations' sizes.
 
 Synthesized data (MiniLM embeds ~500 sentences/s, so 1M real embeddings are out of reach): a pool
@@ -428,6 +430,25 @@ def recall_rows(mem: Memory, url: str, exact: Exact, size: int, efs: Sequence[in
     return row, sweep
 
 
+def results_agreement(mem: Memory, qs: Sequence[str], n: int = 100) -> dict[str, float]:
+    """What the two speed knobs cost in results: the share of a reference top 10 (``ef_search``
+    1000, keyword matches uncapped) that ``Memory.search`` returns with the store's settings."""
+    from memlane.stores import postgres_search
+
+    def top(queries: Sequence[str]) -> list[list[str]]:
+        return [[r["id"] for r in mem.search(q, user_id=ONE, limit=LIMIT)["results"]] for q in queries]
+
+    mine = top(qs[:n])
+    saved = postgres_search.EF_SEARCH, postgres_search.KEYWORD_SCAN_ROWS
+    postgres_search.EF_SEARCH, postgres_search.KEYWORD_SCAN_ROWS = 1000, 10**9
+    try:
+        reference = top(qs[:n])
+    finally:
+        postgres_search.EF_SEARCH, postgres_search.KEYWORD_SCAN_ROWS = saved
+    found = sum(len(set(a) & set(b)) for a, b in zip(mine, reference, strict=True))
+    return {"top10_vs_reference": round(found / max(1, sum(len(b) for b in reference)), 4)}
+
+
 # -- the run -----------------------------------------------------------------------------------
 def _server_info(url: str) -> dict[str, Any]:
     with psycopg.connect(url) as conn:
@@ -467,6 +488,7 @@ def run_layout(pg: Any, data: Data, layout: str, sizes: list[int], args: Any, qs
                 exact = Exact(url, data, size, out["_qvecs"])
                 recall, sweep = recall_rows(mem, url, exact, size, args.ef_search)
                 row.update(recall)
+                row.update(results_agreement(mem, qs))
                 out["ef_sweep"] += sweep
         out["search"].append(row)
     with psycopg.connect(pg.url, autocommit=True) as conn:
@@ -528,7 +550,7 @@ def table(s: dict[str, Any]) -> str:
         "",
         f"{'memories':>9}  {'layout':<12} {'search p50':>10} {'p95':>8} {'first':>7} "
         f"{'recall@' + str(s['limit']):>9} {'recall@' + str(s['search_k']):>10} {'db size':>9} {'hnsw':>8} "
-        f"{'dense p50':>10} {'keyword p50':>12} {'gather p50':>11}",
+        f"{'dense p50':>10} {'keyword p50':>12} {'gather p50':>11} {'top10 vs ref':>13}",
     ]
     for r in s["search"]:
         rec = [
@@ -539,13 +561,14 @@ def table(s: dict[str, Any]) -> str:
             f"{r['size']:>9,}  {r['layout']:<12} {r['search_p50_ms']:>8.1f}ms {r['search_p95_ms']:>6.1f}ms "
             f"{r['first_search_ms']:>5.0f}ms {rec[0]:>9} {rec[1]:>10} {r['db_mb'] / 1000:>7.2f}GB "
             f"{r['hnsw_mb'] / 1000:>6.2f}GB {r['dense_p50_ms']:>8.1f}ms {r['keyword_p50_ms']:>10.1f}ms "
-            f"{r['candidates_p50_ms']:>9.1f}ms"
+            f"{r['candidates_p50_ms']:>9.1f}ms {r.get('top10_vs_reference', '-'):>13}"
         )
     lines += [
         f"(exact: scopes under {s['exact_search_rows']:,} rows are searched exactly, no ANN; "
         "*: the planner scanned exactly instead of using the HNSW index; dense / keyword: store.dense and "
         f"store.keyword alone at k={s['search_k']}; gather: store.candidates, the one round trip of a search; "
-        "query embedded ahead)",
+        "query embedded ahead; top10 vs ref: share of Memory.search's top 10 with ef_search 1000 and no keyword "
+        "cap that the store's settings return, 100 queries)",
         "",
         "worst-case keyword queries (the corpus words in the most memories; see worst_queries):",
     ]
@@ -575,7 +598,7 @@ def table(s: dict[str, Any]) -> str:
         k = s["search_k"]
         lines += [
             "",
-            "one scope, the store's HNSW SQL (iterative scan) per hnsw.ef_search (store.dense uses max(100, 2k)):",
+            "one scope, the store's HNSW SQL (iterative scan) per hnsw.ef_search (the store uses max(200, k)):",
             f"  {'memories':>9} {'ef':>5} {'recall@10':>10} {'p50':>8} {f'recall@{k}':>11} {'p50':>8}",
         ]
     for r in s["ef_sweep"]:
