@@ -23,12 +23,13 @@ pipeline as the statement (:func:`run_search`): gathering a search's candidates 
 round trip (reading the memories it returns is the second).
 
 Keyword cost is bounded: a selective term may be in up to 5% of the memories (50,000 of a
-million), and ranking a match costs a few us (it is a heap row). At most
-:data:`KEYWORD_SCAN_ROWS` matching rows (and as many passages) are fetched and ranked: first
-those holding every selective term, then those of each term from the rarest up (a GIN scan for
-"any two terms" cost more than the rows it saved). While a scope's matches fit under the cap (in
-scopes of up to a few thousand memories they do) every match is ranked, as ``keyword`` always
-did; above it, the rows left out hold a commoner term and not every term.
+million), and ranking a match costs a few us (it is a heap row). A scope under ``exact_rows``
+memories has every match ranked, from its own rows (the GIN index would visit every tenant's
+matches of a common term). In a larger scope at most :data:`KEYWORD_SCAN_ROWS` matching rows (and
+as many passages) are fetched and ranked: first those holding every selective term, then those of
+each term from the rarest up (a GIN scan for "any two terms" cost more than the rows it saved).
+While the matches fit under the cap every one is ranked, as ``keyword`` always did; above it, the
+rows left out hold a commoner term and not every term.
 """
 
 from __future__ import annotations
