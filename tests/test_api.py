@@ -691,7 +691,10 @@ ERROR_CASES: list[tuple[str, str, tuple[Any, ...], dict[str, Any], type[Exceptio
     ("AND vs top", "get_all", (), {"filters": {"$and": [{"user_id": "b"}], "user_id": "a"}}, ScopeConflict),
     # unknown keyword arguments
     ("add unknown kw", "add", ("x",), {"user_id": "a", "prompt_text": "p"}, TypeError),
-    ("search top_k", "search", ("x",), {"user_id": "a", "top_k": 3}, TypeError),
+    ("search unknown kw", "search", ("x",), {"user_id": "a", "k": 3}, TypeError),
+    ("search top_k and limit", "search", ("x",), {"user_id": "a", "top_k": 3, "limit": 3}, InvalidRequest),
+    ("search mem0 categories", "search", ("x",), {"user_id": "a", "categories": ["c"]}, InvalidRequest),
+    ("get_all mem0 page", "get_all", (), {"user_id": "a", "page": 2}, InvalidRequest),
     ("get_all user", "get_all", (), {"user": "a"}, TypeError),
     ("get unknown kw", "get", ("$ID",), {"user_id": "a"}, TypeError),
     ("update unknown kw", "update", ("$ID", "y"), {"user_id": "a"}, TypeError),

@@ -125,7 +125,7 @@ SCENARIOS: dict[str, list[Step]] = {
         ("delete_all", (), {}),
         ("search", ("x",), {"user_id": "a", "filters": {"user_id": "b"}}),
         ("get_all", (), {"user_id": "a", "filters": {"AND": [{"user_id": "b"}]}}),
-        ("search", ("x",), {"user_id": "a", "top_k": 5}),
+        ("search", ("x",), {"user_id": "a", "k": 5}),
         ("add", ("x",), {"user_id": "a", "prompt": "p"}),
         ("get", (Ref(0),), {"user_id": "a"}),
         ("add", ("x",), {"user_id": "a", "infer": True}),

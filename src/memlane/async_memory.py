@@ -78,7 +78,7 @@ class AsyncMemory:
         """See :meth:`Memory.get_all`."""
         return await asyncio.to_thread(self._sync.get_all, **kwargs)
 
-    async def update(self, memory_id: str, data: str, **kwargs: Any) -> MemoryItem:
+    async def update(self, memory_id: str, data: str | None = None, **kwargs: Any) -> MemoryItem:
         """See :meth:`Memory.update`."""
         return await asyncio.to_thread(self._sync.update, memory_id, data, **kwargs)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -20,6 +20,7 @@ from memlane._indexing import index_texts
 from memlane._search import add_passage, gather_candidates
 from memlane._store_config import build_store
 from memlane.config import MemoryConfig
+from memlane.core.compat import expiry_of_date, one_of, refuse_unknown
 from memlane.core.filters import Node, parse_filter, to_iso
 from memlane.core.inputs import (
     MAX_MESSAGE_CHARS,
@@ -55,6 +56,16 @@ from memlane.types import (
 
 __all__ = ["Memory"]
 
+_KEEP: Any = object()  # update(): leave the expiry as it is
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)  # search(show_expired=True): nothing has expired before it
+
+
+def _day_start(value: object) -> object:
+    """A bare date (mem0's ``reference_date`` is often ``"2026-05-04"``) as midnight UTC."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, datetime.min.time(), tzinfo=UTC)
+    return value
+
 
 def _memory_type(value: object) -> str | None:
     if value is None:
@@ -62,6 +73,11 @@ def _memory_type(value: object) -> str | None:
     if value in ("procedural", "procedural_memory"):  # the latter is mem0's spelling
         return "procedural"
     raise InvalidRequest(f"memory_type must be 'procedural' or None, got {value!r}")
+
+
+def _check_flag(value: object, what: str) -> None:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{what} must be True or False, got {value!r}")
 
 
 def _optional_text(value: object, what: str) -> str | None:
@@ -212,6 +228,9 @@ class Memory:
         includes: str | list[str] | None = None,
         excludes: str | list[str] | None = None,
         memory_type: str | None = None,
+        expiration_date: date | datetime | str | None = None,
+        custom_instructions: str | None = None,
+        **unsupported: Any,
     ) -> AddResult:
         """Remember messages in a scope.
 
@@ -231,8 +250,10 @@ class Memory:
             timestamp: when the messages were said (default: now); relative dates in them
                 ("last Tuesday") are resolved against it.
             expires_at, ttl: when the memories stop being returned (a time, or seconds from now).
+            expiration_date: mem0's form of ``expires_at``: a date (``"2026-12-31"``); the
+                memories are returned through that day (UTC) and hidden from the next.
             instructions: extra rules for this call's extraction ("only food preferences");
-                ``prompt`` is accepted as mem0's name for it.
+                ``prompt`` and ``custom_instructions`` are accepted as mem0's names for it.
             includes, excludes: topics to keep to / never remember in this call.
             memory_type: ``"procedural"`` (needs ``agent_id`` and an LLM) condenses an agent's run
                 into one procedural memory (metadata ``memory_type: procedural``).
@@ -244,6 +265,7 @@ class Memory:
             ScopeRequired, ScopeConflict, InvalidRequest, LLMRequired, ProviderError (the LLM
             failed; nothing was written), LLMOutputError, StoreError.
         """
+        refuse_unknown("add", unsupported)
         scope, rest = resolve_scope(
             user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, required=True, operation="add"
         )
@@ -254,7 +276,9 @@ class Memory:
             raise InvalidRequest(f"infer must be True, False or None, got {infer!r}")
         if instructions is not None and prompt is not None:
             raise InvalidRequest("give instructions or prompt (mem0's name for it), not both")
-        rules = _optional_text(instructions if instructions is not None else prompt, "instructions")
+        given = one_of("instructions", instructions if instructions is not None else prompt,
+                       "custom_instructions", custom_instructions)  # fmt: skip
+        rules = _optional_text(given, "instructions")
         keep, avoid = _topics(includes, "includes"), _topics(excludes, "excludes")
         llm = self.llm if infer is not False or kind == "procedural" else None
         if kind == "procedural" and scope.agent_id is None:
@@ -272,6 +296,10 @@ class Memory:
         meta = check_metadata(metadata)
         now = self._now()
         when = parse_time(timestamp, "timestamp") if timestamp is not None else now
+        if expiration_date is not None:
+            if expires_at is not None or ttl is not None:
+                raise InvalidRequest("give expires_at, ttl or expiration_date (mem0's name), not two of them")
+            expires_at = expiry_of_date(expiration_date)
         expiry = resolve_expiry(expires_at, ttl, now)
         if llm is not None:
             ctx = AddContext(
@@ -320,39 +348,66 @@ class Memory:
             results=results, mode="verbatim", usage=Usage(llm_calls=0, prompt_tokens=0, completion_tokens=0)
         )
 
-    def update(self, memory_id: str, data: str, *, metadata: Mapping[str, Any] | None = None) -> MemoryItem:
-        """Replace a memory's text (and its metadata, when given); history keeps the old text.
+    def update(
+        self,
+        memory_id: str,
+        data: str | None = None,
+        *,
+        text: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        expires_at: datetime | str | float | None = _KEEP,
+        expiration_date: date | datetime | str | None = _KEEP,
+    ) -> MemoryItem:
+        """Replace a memory's text, metadata or expiry (whichever are given); history keeps the old text.
 
         A text longer than the passage size (config ``passages.max_chars``) is searched passage
         by passage, as in ``add``.
 
+        Args:
+            data: the new text (``text`` is accepted as mem0's name for it); None keeps the text.
+            metadata: replaces the whole metadata object; None keeps it.
+            expires_at: when the memory stops being returned; None clears the expiry.
+            expiration_date: mem0's form of it: a ``YYYY-MM-DD`` date, visible through that day
+                (UTC); None clears the expiry.
         Returns:
             The updated memory.
         Raises:
             MemoryNotFound: no memory has this id.
-            InvalidRequest: empty text, or text that duplicates another memory of the scope.
+            InvalidRequest: nothing to change, empty text, or text that duplicates another memory
+                of the scope.
         """
         check_text(memory_id, "memory_id")
-        text = check_text(data, "data", limit=MAX_MESSAGE_CHARS)
+        new_text = one_of("data", data, "text", text)
+        if expires_at is not _KEEP and expiration_date is not _KEEP:
+            raise InvalidRequest("give expires_at or expiration_date (mem0's name for it), not both")
+        if new_text is None and metadata is None and expires_at is _KEEP and expiration_date is _KEEP:
+            raise InvalidRequest("update() needs data (the new text), metadata or expires_at")
+        expiry: Any = _KEEP
+        if expiration_date is not _KEEP:
+            expiry = None if expiration_date is None else expiry_of_date(expiration_date)
+        elif expires_at is not _KEEP:
+            expiry = None if expires_at is None else parse_time(expires_at, "expires_at")
         meta = check_metadata(metadata) if metadata is not None else None
         store = self._open()
         current = store.get(memory_id)
         if current is None:
             raise MemoryNotFound(f"no memory with id {memory_id!r}")
-        (indexed,) = index_texts(self._embedder, [(text, current.actor_id)], self._passages)
+        text_now = current.memory if new_text is None else check_text(new_text, "data", limit=MAX_MESSAGE_CHARS)
+        (indexed,) = index_texts(self._embedder, [(text_now, current.actor_id)], self._passages)
         _, after = store.update(
             memory_id,
-            text=text,
+            text=text_now,
             search_text=indexed.search_text,
-            content_hash=content_hash(text),
+            content_hash=content_hash(text_now),
             embedding=indexed.embedding,
             metadata=meta,
             now=self._now(),
             passages=indexed.passages,
+            expires_at=... if expiry is _KEEP else expiry,
         )
         return after.to_item()
 
-    def delete(self, memory_id: str, *, purge: bool = False) -> dict[str, str]:
+    def delete(self, memory_id: str, *, purge: bool = False, **unsupported: Any) -> dict[str, str]:
         """Delete one memory everywhere (row, vector, keyword index).
 
         History records the deletion and, unless ``purge=True``, keeps the deleted text (so
@@ -361,6 +416,7 @@ class Memory:
         Raises:
             MemoryNotFound: no memory has this id.
         """
+        refuse_unknown("delete", unsupported)
         check_text(memory_id, "memory_id")
         self._open().delete(memory_id, purge=purge, now=self._now())
         return {"message": f"memory {memory_id} deleted"}
@@ -432,24 +488,33 @@ class Memory:
         agent_id: str | None = None,
         run_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
-        limit: int = 100,
+        limit: int | None = None,
         cursor: str | None = None,
+        top_k: int | None = None,
+        show_expired: bool = False,
+        **unsupported: Any,
     ) -> SearchResult:
         """Memories of a scope, newest first, optionally filtered on metadata (unexpired only).
 
         Args:
-            limit: at most this many memories per call.
+            limit: at most this many memories per call (default 100; ``top_k`` is accepted as
+                mem0's name for it).
             cursor: continue after the previous page: pass its ``next_cursor``. Pages stay
                 consistent while others write (memories added meanwhile are newer and not repeated).
+            show_expired: include memories whose ``expires_at`` has passed.
         Returns:
             ``{"results": [...]}``, plus ``next_cursor`` when the page is full (there may be more).
         Raises:
             ScopeRequired, ScopeConflict, InvalidFilter, InvalidRequest.
         """
+        refuse_unknown("get_all", unsupported)
         scope, node = self._scope_and_filter(user_id, agent_id, run_id, filters, "get_all")
-        limit = check_limit(limit)
+        chosen = one_of("limit", limit, "top_k", top_k)
+        limit = check_limit(100 if chosen is None else chosen)
+        _check_flag(show_expired, "show_expired")
         before = decode_cursor(cursor) if cursor is not None else None
-        rows = self._open().list(scope, node, limit=limit, now=self._now(), before=before)
+        now = None if show_expired else self._now()
+        rows = self._open().list(scope, node, limit=limit, now=now, before=before)
         result = SearchResult(results=[r.to_item() for r in rows])
         if len(rows) == limit:
             result["next_cursor"] = encode_cursor(rows[-1].created_at, rows[-1].rid)
@@ -582,12 +647,17 @@ class Memory:
         agent_id: str | None = None,
         run_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
-        limit: int = 10,
+        limit: int | None = None,
         threshold: float | None = None,
         explain: bool = False,
         recency_weight: float = 0.0,
         half_life_days: float = 30.0,
         as_of: datetime | str | float | None = None,
+        top_k: int | None = None,
+        show_expired: bool = False,
+        reference_date: datetime | date | str | float | None = None,
+        rerank: bool = False,
+        **unsupported: Any,
     ) -> SearchResult:
         """The memories of a scope most relevant to ``query``, best first.
 
@@ -600,7 +670,7 @@ class Memory:
         Args:
             query: the text to search for.
             filters: metadata filter (see ``memlane.core.filters``), applied inside the store.
-            limit: at most this many results.
+            limit: at most this many results (default 10; ``top_k`` is accepted as mem0's name).
             threshold: drop results scoring below it.
             explain: add each signal's contribution to every result under ``explain``.
             recency_weight: weight of recency (0 = off) relative to the other signals (sum ~1).
@@ -608,6 +678,11 @@ class Memory:
             as_of: search what was true at that time instead of now: memories whose timestamp
                 is not later, including past versions that reconciliation superseded or
                 invalidated since (those carry ``valid_until``).
+            show_expired: include memories whose ``expires_at`` has passed.
+            reference_date: the "now" that recency is measured from (a date, time or epoch
+                seconds; default: now). It does not hide anything: ``as_of`` does that.
+            rerank: accepted for mem0 code. memlane has no second ranking pass to switch on: every
+                search already scores each candidate on meaning, keywords, entities and time.
         Returns:
             ``{"results": [...]}``; a long memory (one with passages) is one result, ranked on
             its best passage, and carries it as ``passage``: ``{"start", "end", "text"}``, a range
@@ -615,9 +690,13 @@ class Memory:
         Raises:
             ScopeRequired, ScopeConflict, InvalidFilter, InvalidRequest.
         """
+        refuse_unknown("search", unsupported)
         text = check_text(query, "query")
         scope, node = self._scope_and_filter(user_id, agent_id, run_id, filters, "search")
-        limit = check_limit(limit, maximum=1000)
+        chosen = one_of("limit", limit, "top_k", top_k)
+        limit = check_limit(10 if chosen is None else chosen, maximum=1000)
+        _check_flag(show_expired, "show_expired")
+        _check_flag(rerank, "rerank")
         cutoff = check_threshold(threshold)
         if not isinstance(recency_weight, int | float) or not 0 <= recency_weight <= 10:
             raise InvalidRequest("recency_weight must be a number from 0 to 10")
@@ -626,10 +705,13 @@ class Memory:
         at = parse_time(as_of, "as_of") if as_of is not None else None
         store = self._open()
         now = self._now()
+        if reference_date is not None:
+            now = parse_time(_day_start(reference_date), "reference_date")
+        visible_after = _EARLIEST if show_expired else self._now()  # what has expired is hidden
         qvec = self._embedder.embed([text], kind="query")[0]
         terms = query_terms(text)
         k = max(self._ranking.candidates, 3 * limit)
-        pool, candidates = gather_candidates(store, scope, node, qvec, terms, k, now, at)
+        pool, candidates = gather_candidates(store, scope, node, qvec, terms, k, visible_after, at)
         ranked = rank(
             list(candidates.values()), query_terms=terms, entities=entity_terms(text), df=pool.df,
             n_docs=pool.n_docs, avg_len=pool.avg_len, params=self._ranking, recency_weight=float(recency_weight),

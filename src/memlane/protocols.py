@@ -10,6 +10,7 @@ import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
@@ -182,7 +183,11 @@ class Store(Protocol):
         metadata: dict[str, Any] | None,
         now: datetime,
         passages: Sequence[NewPassage] = (),
-    ) -> tuple[StoredMemory, StoredMemory]: ...
+        expires_at: datetime | EllipsisType | None = ...,
+    ) -> tuple[StoredMemory, StoredMemory]:
+        """Replace a memory's text, metadata (None keeps it) and expiry (``...`` keeps it)."""
+        ...
+
     def apply_facts(self, plan: FactPlan, now: datetime) -> builtins.list[FactOutcome]: ...
     def sources(self, memory_id: str) -> builtins.list[Source]: ...
     def delete(self, memory_id: str, *, purge: bool, now: datetime) -> StoredMemory: ...

@@ -18,6 +18,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from types import EllipsisType
 from typing import Any, Literal, TypeVar
 
 from memlane.core.filters import Node, to_iso
@@ -165,8 +166,9 @@ class SQLStore(ABC):
         metadata: dict[str, Any] | None,
         now: datetime,
         passages: Sequence[NewPassage] = (),
+        expires_at: datetime | EllipsisType | None = ...,
     ) -> tuple[StoredMemory, StoredMemory]:
-        """Replace a memory's text (and metadata when given) and its passages; returns (before, after).
+        """Replace a memory's text and passages, metadata when given, expiry unless ``...``: (before, after).
 
         Raises:
             MemoryNotFound: no such id.
@@ -189,9 +191,10 @@ class SQLStore(ABC):
                     f"the new text duplicates memory {clash[0]!r} in the same scope; delete one of them instead"
                 )
             meta_json = json.dumps(metadata if metadata is not None else before.metadata, ensure_ascii=False)
+            expiry = before.expires_at if expires_at is ... else (None if expires_at is None else to_iso(expires_at))
             tx.execute(
                 "UPDATE memories SET memory = ?, search_text = ?, n_terms = ?, hash = ?, metadata = ?, "
-                "updated_at = ?, embedding = ? WHERE id = ?",
+                "updated_at = ?, embedding = ?, expires_at = ? WHERE id = ?",
                 (
                     text,
                     search_text,
@@ -200,6 +203,7 @@ class SQLStore(ABC):
                     meta_json,
                     now_iso,
                     tx.vector(embedding),
+                    expiry,
                     memory_id,
                 ),
             )
