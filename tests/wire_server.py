@@ -55,6 +55,7 @@ class WireServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._script: deque[Script] = deque()
+        self._fallback: Script | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -76,6 +77,11 @@ class WireServer:
     def json(self, body: Any, status: int = 200, headers: Mapping[str, str] | None = None, delay: float = 0.0) -> None:
         """Queue one JSON answer."""
         self.reply(Reply(status=status, body=body, headers=dict(headers or {}), delay=delay))
+
+    def always(self, script: Script) -> None:
+        """Answer with ``script`` whenever the queue is empty (instead of 599): a standing route, e.g. a fake API."""
+        with self._lock:
+            self._fallback = script
 
     def start(self) -> WireServer:
         """Start serving in a background thread."""
@@ -100,7 +106,7 @@ class WireServer:
     def _answer(self, request: Recorded) -> Reply:
         with self._lock:
             self.requests.append(request)
-            script = self._script.popleft() if self._script else None
+            script = self._script.popleft() if self._script else self._fallback
         if script is None:
             return Reply(status=599, body={"error": {"message": "wire server: no scripted reply left"}})
         return script(request) if callable(script) else script
