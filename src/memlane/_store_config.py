@@ -183,7 +183,8 @@ class StoreConfig(BaseModel):
         if value is not None and value not in _OPTIONS:
             raise ValueError(
                 f"unsupported store provider {value!r}; available: 'sqlite' (embedded, the default) and "
-                "'postgres' (PostgreSQL + pgvector; mem0's 'pgvector' config is accepted too)"
+                "'postgres' (PostgreSQL + pgvector; mem0's 'pgvector' config is accepted too). Memories that "
+                "mem0 keeps in Qdrant, Chroma, FAISS or pgvector move over with `memlane import-mem0`"
             )
         return value
 

@@ -158,6 +158,16 @@ class PassageConfig(_Strict):
     overlap: float = Field(DEFAULT_OVERLAP, ge=0, lt=0.25)
 
 
+# mem0 config sections with no memlane counterpart, and what to do instead.
+_MEM0_ONLY = {
+    "reranker": (
+        "memlane has no separate reranker: every search scores each candidate on meaning, keywords, "
+        "entities and time in one pass (see docs/migrating-from-mem0.md); remove the section"
+    ),
+    "graph_store": "graph memory is not in memlane yet; remove the section (memories themselves carry over)",
+}
+
+
 def _carry_mem0_prompts(data: dict[str, Any]) -> None:
     """mem0's prompt keys: ``custom_instructions`` / ``custom_fact_extraction_prompt`` become
     ``extraction.instructions`` (added to memlane's prompt, which keeps its own output format)."""
@@ -203,6 +213,9 @@ class MemoryConfig(_Strict):
                 "history_db_path is not needed: memlane keeps history in the same database, "
                 "in the same transaction as the memory; remove the key"
             )
+        for key, why in _MEM0_ONLY.items():
+            if key in data:
+                raise ConfigError(f"{key}: {why}")
         if "store" in data and "vector_store" not in data:
             data["vector_store"] = data.pop("store")
         _carry_mem0_prompts(data)

@@ -19,7 +19,8 @@ once:
   reply look like an answer (BEAM user-assistant chats: dense recall_all@10 30.1 -> 20.3 with
   context on every message; LoCoMo: 46.4 -> 51.7 with context on short turns only). The neighbour
   is read at query time: deleting it removes its influence at once;
-- recency (only when asked for): ``0.5 ** (age / half_life)`` of the memory's timestamp.
+- recency (only when asked for): ``0.5 ** (age / half_life)`` of the memory's timestamp, the age
+  being its distance from "now" (or from ``reference_date``) either way.
 
 The score is the weighted mean of the signals, then two priors that hold for any conversation:
 
@@ -155,7 +156,8 @@ def rank(
         ent = sum(1 for e in entities if e in cand.terms) / len(entities) if entities else 0.0
         recency = 0.0
         if share["recency"] > 0:
-            age_days = max(0.0, now_epoch - cand.timestamp_epoch) / 86400.0
+            # Distance either way: seen from a past reference date (search's reference_date), a later memory is far too.
+            age_days = abs(now_epoch - cand.timestamp_epoch) / 86400.0
             recency = 0.5 ** (age_days / max(half_life_days, 1e-6))
         score = share["dense"] * dense + share["keyword"] * kw + share["entity"] * ent
         score += share["recency"] * recency
