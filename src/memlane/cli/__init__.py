@@ -5,7 +5,7 @@ data under ``--home``); with ``--url`` a ``MemoryClient`` talking to a memlane s
 same methods, results and errors, so every command is written once. ``--json`` prints the exact API
 return value as one JSON document (JSON lines for ``export``). See ``docs/cli.md``.
 
-Commands: add, search, list, get, update, delete, delete-all, history, reset, export, import,
+Commands: add, search, list, get, update, delete, delete-all, history, reset, export, import, import-mem0,
 migrate, copy, reembed, serve, mcp, keys (create, list, revoke), config, info. ``--database-url`` (or
 ``MEMLANE_DATABASE_URL``) puts the local store in PostgreSQL (see ``docs/postgres.md``).
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 from memlane.cli._admin import COMMANDS as _ADMIN
 from memlane.cli._app import EXIT_CODES, cli, exit_code
 from memlane.cli._mcp import COMMANDS as _MCP
+from memlane.cli._mem0 import COMMANDS as _MEM0
 from memlane.cli._memories import COMMANDS as _MEMORIES
 from memlane.cli._postgres import COMMANDS as _POSTGRES
 from memlane.cli._reembed import COMMANDS as _REEMBED
@@ -38,7 +39,7 @@ from memlane.cli._transfer import COMMANDS as _TRANSFER
 
 __all__ = ["EXIT_CODES", "cli", "exit_code", "main"]
 
-for _command in (*_MEMORIES, *_TRANSFER, *_POSTGRES, *_REEMBED, *_ADMIN, *_MCP):
+for _command in (*_MEMORIES, *_TRANSFER, *_MEM0, *_POSTGRES, *_REEMBED, *_ADMIN, *_MCP):
     cli.add_command(_command)
 
 
