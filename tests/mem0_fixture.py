@@ -117,8 +117,8 @@ def _run(scenario: dict[str, Any]) -> dict[str, Any]:
             m.vector_store.insert(vectors=[vector(text)], ids=[op["id"]], payloads=[payload])
             ids[text] = op["id"]
         elif kind == "entities":
-            m.entity_store.insert(vectors=[vector("Lisbon")], ids=[op["id"]],
-                                  payloads=[{"data": "Lisbon", "entity_type": "LOCATION", "linked_memory_ids": []}])  # fmt: skip
+            entity = {"data": "Lisbon", "entity_type": "LOCATION", "linked_memory_ids": []}
+            m.entity_store.insert(vectors=[vector("Lisbon")], ids=[op["id"]], payloads=[entity])
         else:
             raise ValueError(f"unknown op {kind!r}")
     return {"ids": ids, "get": {i: m.get(i) for i in set(ids.values())},
@@ -129,4 +129,3 @@ if __name__ == "__main__":
     spec = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     out = _run(spec)
     Path(sys.argv[2]).write_text(json.dumps(out, default=str), encoding="utf-8")
-

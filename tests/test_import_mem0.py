@@ -175,9 +175,7 @@ class FailingEmbedder:
         return self.inner.embed(texts)
 
 
-def test_a_crash_mid_import_then_a_rerun_completes_it(
-    tmp_path: Path, qdrant_mem0: tuple[dict[str, Any], Any]
-) -> None:
+def test_a_crash_mid_import_then_a_rerun_completes_it(tmp_path: Path, qdrant_mem0: tuple[dict[str, Any], Any]) -> None:
     config, mem0 = qdrant_mem0
     reference = tmp_path / "reference.db"
     with Memory(reference, embedder=HashEmbedder()) as memory:
@@ -201,7 +199,7 @@ def test_a_crash_mid_import_then_a_rerun_completes_it(
 def test_memories_without_scope_are_refused_before_anything_is_written(
     tmp_path: Path, qdrant_mem0: tuple[dict[str, Any], Any]
 ) -> None:
-    config, mem0 = qdrant_mem0
+    config, _ = qdrant_mem0
     with Memory(tmp_path / "m.db", embedder=HashEmbedder()) as memory:
         with pytest.raises(InvalidRequest, match=rf"1 mem0 memories have no user_id.*{ORPHAN}.*--default-user-id"):
             import_mem0(memory, _source(config))
