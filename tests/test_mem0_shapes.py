@@ -192,3 +192,15 @@ def test_expiry_of_date_is_the_start_of_the_next_utc_day() -> None:
 def test_an_unknown_argument_is_still_a_type_error(tmp_path: Any) -> None:
     with Memory(tmp_path / "m.db", embedder=HashEmbedder()) as memory, pytest.raises(TypeError, match="colour"):
         memory.search("x", user_id="a", colour="red")
+
+
+def test_system_messages_are_not_remembered(memory: Memory) -> None:
+    prompt = [
+        {"role": "system", "content": "You are helpful. User Memories:\n- likes tea"},
+        {"role": "user", "content": "I adopted a cat named Miso"},
+    ]
+    result = memory.add(prompt, user_id="alice", infer=False)
+    assert [r["memory"] for r in result["results"]] == ["I adopted a cat named Miso"]
+    with pytest.raises(InvalidRequest, match="only system messages"):
+        memory.add([{"role": "system", "content": "be brief"}], user_id="alice", infer=False)
+    assert [r["memory"] for r in memory.get_all(user_id="alice")["results"]] == ["I adopted a cat named Miso"]

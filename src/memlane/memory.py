@@ -243,7 +243,8 @@ class Memory:
         message is stored verbatim; an exact duplicate in the scope gives ``NONE``.
 
         Args:
-            messages: a string, a ``{"role", "content", "name"?}`` dict, or a list of them.
+            messages: a string, a ``{"role", "content", "name"?}`` dict, or a list of them;
+                ``system`` messages (instructions to the model) are left out.
             user_id, agent_id, run_id: the scope (at least one; also accepted inside ``filters``).
             metadata: a JSON object stored with every memory of this call.
             infer: extract facts with the LLM (default: when one is configured).
@@ -290,7 +291,11 @@ class Memory:
             )
         if kind == "procedural" and infer is False:
             raise InvalidRequest("procedural memory is written by the LLM: drop infer=False")
-        msgs = normalise_messages(messages)
+        # A system message instructs the model; it is not something anyone said. Chat apps pass
+        # the whole prompt (mem0's README does), whose system message repeats earlier memories.
+        msgs = [m for m in normalise_messages(messages) if m.role != "system"]
+        if not msgs:
+            raise InvalidRequest("add() got only system messages: nothing was said to remember; pass the chat turns")
         if llm is not None:
             check_extractable(msgs)
         meta = check_metadata(metadata)
