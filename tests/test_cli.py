@@ -418,7 +418,7 @@ def _command_paths(group: click.Group, prefix: str = "") -> list[tuple[str, clic
 
 def _sections() -> dict[str, str]:
     text = DOCS.read_text(encoding="utf-8")
-    parts = re.split(r"^### `memlane ([a-z -]+)`$", text, flags=re.M)
+    parts = re.split(r"^### `memlane ([a-z0-9 -]+)`$", text, flags=re.M)
     return {parts[i]: re.split(r"^##? ", parts[i + 1], flags=re.M)[0] for i in range(1, len(parts), 2)}
 
 
