@@ -395,6 +395,10 @@ EXPECTED_ROUTES = {
     ("POST", "/v1/memories/search"), ("GET", "/v1/memories/{memory_id}"), ("PUT", "/v1/memories/{memory_id}"),
     ("DELETE", "/v1/memories/{memory_id}"), ("GET", "/v1/memories/{memory_id}/history"), ("POST", "/v1/reset"),
     ("GET", "/v1/export"), ("POST", "/v1/import"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/version"),
+    # mem0's self-hosted server paths (memlane.server.mem0_routes)
+    ("POST", "/memories"), ("GET", "/memories"), ("DELETE", "/memories"), ("GET", "/memories/{memory_id}"),
+    ("PUT", "/memories/{memory_id}"), ("DELETE", "/memories/{memory_id}"), ("GET", "/memories/{memory_id}/history"),
+    ("POST", "/search"), ("POST", "/reset"), ("POST", "/configure"),
 }  # fmt: skip
 
 

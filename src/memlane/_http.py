@@ -11,13 +11,14 @@ import json
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
 from memlane import errors
+from memlane.core.compat import refuse_unknown
 from memlane.core.inputs import has_string_keys
 from memlane.core.scope import validate_scope_id
 
@@ -70,7 +71,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-_TIMES = ("timestamp", "expires_at", "ttl", "as_of")
+_TIMES = ("timestamp", "expires_at", "ttl", "as_of", "reference_date", "expiration_date")
+_KEEP: Final[Any] = object()  # update_call(): an expiry argument not given (None clears the expiry)
+
+
+def _day(value: Any) -> Any:
+    """mem0's ``expiration_date`` given as a datetime: its date (in UTC when aware), as ``Memory`` reads it."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo is None else value.astimezone(UTC)).date()
+    return value
 
 
 def _body(what: str, **values: Any) -> dict[str, Any]:
@@ -83,7 +92,7 @@ def _body(what: str, **values: Any) -> dict[str, Any]:
             out[name] = json.loads(_filters(value) or "null")
             continue
         if name in _TIMES:
-            value = _jsonable(value)
+            value = _jsonable(_day(value) if name == "expiration_date" else value)
         if not has_string_keys(value):
             raise errors.InvalidRequest(f"{name} keys must be strings (also in nested objects)")
         try:
@@ -147,28 +156,37 @@ def get_call(memory_id: str, *, include_sources: bool = False) -> Call:
     return Call("GET", f"/v1/memories/{_id(memory_id)}", params=params, read_only=True)
 
 
-def get_all_call(
-    *,
-    user_id: str | None = None,
-    agent_id: str | None = None,
-    run_id: str | None = None,
-    filters: Mapping[str, Any] | None = None,
-    limit: int = 100,
-    cursor: str | None = None,
-) -> Call:
+def get_all_call(**kwargs: Any) -> Call:
     """See :meth:`memlane.Memory.get_all`."""
-    params = _body("get_all", user_id=user_id, agent_id=agent_id, run_id=run_id, limit=limit, cursor=cursor)
+    args = _known("get_all", kwargs, _GET_ALL)
+    filters = args.pop("filters", None)
+    if "show_expired" in args:
+        args["show_expired"] = _flag(args["show_expired"], "show_expired")
+    params = _body("get_all", **args)
     params["filters"] = _filters(filters)
     return Call("GET", "/v1/memories", params=_query(params), read_only=True)
 
 
-def update_call(memory_id: str, data: str, *, metadata: Mapping[str, Any] | None = None) -> Call:
-    """See :meth:`memlane.Memory.update`."""
-    return Call("PUT", f"/v1/memories/{_id(memory_id)}", body=_body("update", data=data, metadata=metadata))
+def update_call(
+    memory_id: str,
+    data: str | None = None,
+    *,
+    text: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    expires_at: Any = _KEEP,
+    expiration_date: Any = _KEEP,
+) -> Call:
+    """See :meth:`memlane.Memory.update`: an expiry argument given as None is sent as null (clear it)."""
+    body = _body("update", data=data, text=text, metadata=metadata)
+    for name, value in (("expires_at", expires_at), ("expiration_date", expiration_date)):
+        if value is not _KEEP:
+            body[name] = None if value is None else _body("update", **{name: value})[name]
+    return Call("PUT", f"/v1/memories/{_id(memory_id)}", body=body)
 
 
-def delete_call(memory_id: str, *, purge: bool = False) -> Call:
+def delete_call(memory_id: str, *, purge: bool = False, **unsupported: Any) -> Call:
     """See :meth:`memlane.Memory.delete`."""
+    refuse_unknown("delete", unsupported)
     return Call("DELETE", f"/v1/memories/{_id(memory_id)}", params={"purge": _flag(purge, "purge")})
 
 
@@ -206,18 +224,18 @@ def import_call(records: Iterable[Mapping[str, Any]], *, on_conflict: str = "err
 
 _ADD = (
     "user_id", "agent_id", "run_id", "metadata", "filters", "infer", "timestamp", "expires_at", "ttl",
-    "instructions", "prompt", "includes", "excludes", "memory_type",
+    "instructions", "prompt", "includes", "excludes", "memory_type", "expiration_date", "custom_instructions",
 )  # fmt: skip
 _SEARCH = (
     "user_id", "agent_id", "run_id", "filters", "limit", "threshold", "explain", "recency_weight",
-    "half_life_days", "as_of",
+    "half_life_days", "as_of", "top_k", "show_expired", "reference_date", "rerank",
 )  # fmt: skip
+_GET_ALL = ("user_id", "agent_id", "run_id", "filters", "limit", "cursor", "top_k", "show_expired")
 
 
 def _known(method: str, kwargs: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise TypeError(f"{method}() got unexpected keyword argument(s) {unknown}")
+    """The arguments, after refusing others as ``Memory`` does (mem0's unmapped ones with its message)."""
+    refuse_unknown(method, {name: value for name, value in kwargs.items() if name not in allowed})
     return dict(kwargs)
 
 
@@ -225,7 +243,7 @@ def _query(params: Mapping[str, Any]) -> dict[str, Any]:
     """Query parameters: scope ids checked here, since a URL would turn ``5`` into ``"5"``."""
     for name in ("user_id", "agent_id", "run_id"):
         validate_scope_id(name, params.get(name))
-    for name in ("limit",):
+    for name in ("limit", "top_k"):
         value = params.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise errors.InvalidRequest(f"{name} must be an integer, got {value!r}")

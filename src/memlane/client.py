@@ -163,7 +163,7 @@ class MemoryClient(_Base):
         result: SearchResult = self._do(get_all_call(**kwargs))
         return result
 
-    def update(self, memory_id: str, data: str, **kwargs: Any) -> MemoryItem:
+    def update(self, memory_id: str, data: str | None = None, **kwargs: Any) -> MemoryItem:
         """See :meth:`memlane.Memory.update`."""
         result: MemoryItem = self._do(update_call(memory_id, data, **kwargs))
         return result
@@ -293,7 +293,7 @@ class AsyncMemoryClient(_Base):
         result: SearchResult = await self._do(get_all_call(**kwargs))
         return result
 
-    async def update(self, memory_id: str, data: str, **kwargs: Any) -> MemoryItem:
+    async def update(self, memory_id: str, data: str | None = None, **kwargs: Any) -> MemoryItem:
         """See :meth:`memlane.Memory.update`."""
         result: MemoryItem = await self._do(update_call(memory_id, data, **kwargs))
         return result

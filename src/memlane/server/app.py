@@ -1,5 +1,8 @@
 """The FastAPI app: every route calls the public ``Memory`` API and nothing else.
 
+The memory routes are declared here (``/v1``) and in ``mem0_routes.py`` (mem0's paths); both call
+the one implementation of each operation in ``operations.py``.
+
 Each request is authenticated and rate limited by the key store (on PostgreSQL: shared by every
 server, in one statement), checked against the key's namespace, and run in a worker thread under
 the request timeout. The sync ``Memory`` is shared by all threads of a worker
@@ -11,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 import memlane
@@ -26,118 +28,68 @@ from memlane import (
     Memory,
     MemoryItem,
     MemoryNotFound,
-    RequestTimeout,
-    RequestTooLarge,
-    Scope,
     SearchResult,
     ServiceUnavailable,
 )
-from memlane.server.auth import Guard, admit
+from memlane.server import operations as ops
+from memlane.server.auth import Guard
 from memlane.server.errors import ERROR_RESPONSES, install_handlers
 from memlane.server.keys import KeyStore
-from memlane.server.keys_sqlite import SQLiteKeyStore
+from memlane.server.mem0_routes import mem0_routes
 from memlane.server.middleware import AuditMiddleware, BodyLimitMiddleware
+from memlane.server.operations import Allowed, FiltersQuery, ListQuery, ScopeQuery, State
 from memlane.server.schemas import AddBody, SearchBody, UpdateBody
 from memlane.server.settings import ServerSettings
 
 __all__ = ["create_app"]
 
-log = logging.getLogger("memlane.server")
-T = TypeVar("T")
-
-ScopeQuery = Annotated[str | None, Query(description="a scope id")]
-FiltersQuery = Annotated[str | None, Query(description='a JSON filter object, e.g. {"topic": "food"}')]
+Listing = Annotated[ListQuery, Depends(ops.list_query)]
 
 
-class _State:
-    """What every request needs: the engine, the guards' inputs, and readiness."""
+def _memory_routes(router: APIRouter) -> None:
+    @router.post("/v1/memories", tags=["memories"], summary="Add memories (Memory.add)")
+    async def add(body: AddBody, request: Request, allowed: Allowed) -> AddResult:
+        return await ops.add(request, allowed, body)
 
-    def __init__(self, memory: Memory | Callable[[], Memory], settings: ServerSettings, keys: KeyStore | None) -> None:
-        self._memory = memory if isinstance(memory, Memory) else None
-        self._factory = None if isinstance(memory, Memory) else memory
-        self.settings = settings
-        self.keys = keys or SQLiteKeyStore(settings.keys_path, audit_path=settings.audit_path)
-        self.ready = False
-        self.problem: str | None = None
+    @router.post("/v1/memories/search", tags=["memories"], summary="Search a scope (Memory.search)")
+    async def search(body: SearchBody, request: Request, allowed: Allowed) -> SearchResult:
+        return await ops.search(request, allowed, body)
 
-    @property
-    def memory(self) -> Memory:
-        if self._memory is None:
-            raise ServiceUnavailable("the server is still starting; retry in a moment (see /readyz)")
-        return self._memory
+    @router.get("/v1/memories", tags=["memories"], summary="List a scope, newest first (Memory.get_all)")
+    async def get_all(request: Request, allowed: Allowed, query: Listing) -> SearchResult:
+        return await ops.get_all(request, allowed, query)
 
-    def use(self, memory: Memory) -> None:
-        """Serve another engine from now on (the test suite swaps one in per test)."""
-        self._memory = memory
+    @router.delete("/v1/memories", tags=["memories"], summary="Delete a whole scope (Memory.delete_all)")
+    async def delete_all(
+        request: Request,
+        allowed: Allowed,
+        user_id: ScopeQuery = None,
+        agent_id: ScopeQuery = None,
+        run_id: ScopeQuery = None,
+        filters: FiltersQuery = None,
+        purge: bool = False,
+    ) -> dict[str, Any]:
+        ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
+        return await ops.delete_all(request, allowed, ids, filters, purge)
 
-    def warm_up(self) -> None:
-        """Build the engine, open the store and load the embedder, so the first request is not slow."""
-        try:
-            if self._memory is None and self._factory is not None:
-                self._memory = self._factory()
-            self.memory.embedder.embed(["warm up"], kind="query")
-            self.memory.get_all(user_id="memlane:readiness-probe", limit=1)
-            self.ready = True
-        except Exception as exc:
-            self.problem = f"{type(exc).__name__}: {exc}"
-            log.error("memlane could not start: %s", self.problem)
-            raise  # fail fast: a server that cannot serve should not pretend to
+    @router.get("/v1/memories/{memory_id}", tags=["memories"], summary="One memory (Memory.get)")
+    async def get(memory_id: str, request: Request, allowed: Allowed, include_sources: bool = False) -> MemoryItem:
+        return await ops.get(request, allowed, memory_id, include_sources)
 
+    @router.put(
+        "/v1/memories/{memory_id}", tags=["memories"],
+        summary="Change a memory's text, metadata or expiry (Memory.update)",
+    )  # fmt: skip
+    async def update(memory_id: str, body: UpdateBody, request: Request, allowed: Allowed) -> MemoryItem:
+        return await ops.update(request, allowed, memory_id, body.model_dump(exclude_unset=True))
 
-def _state(request: Request) -> _State:
-    state: _State = request.app.state.memlane
-    return state
+    @router.delete("/v1/memories/{memory_id}", tags=["memories"], summary="Delete a memory (Memory.delete)")
+    async def delete(memory_id: str, request: Request, allowed: Allowed, purge: bool = False) -> dict[str, str]:
+        return await ops.delete(request, allowed, memory_id, purge)
 
-
-def guard(request: Request) -> Guard:
-    """Authenticate the request and spend one token of its key's rate limit."""
-    state = _state(request)
-    key = admit(request.headers if state.settings.auth else None, state.keys, state.settings)
-    request.state.key = key
-    return Guard(key)
-
-
-Allowed = Annotated[Guard, Depends(guard)]
-
-
-async def _run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a Memory call in a thread under the request timeout."""
-    timeout = _state(request).settings.request_timeout
-    try:
-        return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), timeout)
-    except TimeoutError as exc:
-        raise RequestTimeout(
-            f"the request took longer than {timeout:g} s; a write may still complete, check before retrying"
-        ) from exc
-
-
-def _filters(raw: str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f'filters must be a JSON object, e.g. {{"topic": "food"}} ({exc.msg})') from exc
-    if not isinstance(value, dict):
-        raise InvalidRequest('filters must be a JSON object, e.g. {"topic": "food"}')
-    return value
-
-
-async def _check_id(request: Request, allowed: Guard, memory_id: str) -> None:
-    """Raise MemoryNotFound unless the key may touch this memory.
-
-    A memory reconciliation retired (only reachable through ``as_of``) is judged by its history,
-    whose events carry the scope.
-    """
-    if allowed.key.is_admin:
-        return
-    memory = _state(request).memory
-    try:
-        allowed.check_memory(await _run(request, memory.get, memory_id))
-    except MemoryNotFound:
-        if not allowed.check_history(await _run(request, memory.history, memory_id)):
-            raise
-        return
+    @router.get("/v1/memories/{memory_id}/history", tags=["memories"], summary="A memory's changes (Memory.history)")
+    async def history(memory_id: str, request: Request, allowed: Allowed) -> list[HistoryEvent]:
+        return await ops.history(request, allowed, memory_id)
 
 
 async def _drop_hidden_links(request: Request, allowed: Guard, records: list[dict[str, Any]]) -> None:
@@ -153,119 +105,9 @@ async def _drop_hidden_links(request: Request, allowed: Guard, records: list[dic
         prev = record.get("prev_id")
         if isinstance(prev, str) and prev.strip() and prev not in imported:
             try:
-                allowed.check_memory(await _run(request, _state(request).memory.get, prev))
+                allowed.check_memory(await ops.run(request, ops.state_of(request).memory.get, prev))
             except MemoryNotFound:
                 record["prev_id"] = None
-
-
-def _body_scope(allowed: Guard, body: AddBody | SearchBody, operation: str) -> Scope:
-    return allowed.check_scope(
-        user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id, filters=body.filters, operation=operation
-    )
-
-
-def _check_sizes(settings: ServerSettings, body: AddBody) -> None:
-    messages = body.messages if isinstance(body.messages, list) else [body.messages]
-    if len(messages) > settings.max_messages:
-        raise RequestTooLarge(
-            f"{len(messages)} messages in one add; this server takes at most {settings.max_messages}: split the call"
-        )
-    for i, message in enumerate(messages):
-        text = message if isinstance(message, str) else message.content
-        if len(text) > settings.max_text_chars:
-            raise RequestTooLarge(
-                f"message {i} has {len(text)} characters; this server takes at most {settings.max_text_chars}"
-            )
-
-
-def _check_text(settings: ServerSettings, text: str, what: str) -> None:
-    if len(text) > settings.max_text_chars:
-        raise RequestTooLarge(f"{what} has {len(text)} characters; this server takes at most {settings.max_text_chars}")
-
-
-def _memory_routes(router: APIRouter) -> None:
-    @router.post("/v1/memories", tags=["memories"], summary="Add memories (Memory.add)")
-    async def add(body: AddBody, request: Request, allowed: Allowed) -> AddResult:
-        state = _state(request)
-        _check_sizes(state.settings, body)
-        args = body.model_dump(exclude_unset=True, exclude={"messages"})
-        scope = _body_scope(allowed, body, "add")
-        request.state.audit = {"scope": scope.as_dict()}
-        messages = body.model_dump(include={"messages"})["messages"]
-        result = await _run(request, state.memory.add, messages, **args)
-        request.state.audit["events"] = [[r["id"], r["event"]] for r in result["results"]]
-        return result
-
-    @router.post("/v1/memories/search", tags=["memories"], summary="Search a scope (Memory.search)")
-    async def search(body: SearchBody, request: Request, allowed: Allowed) -> SearchResult:
-        _check_text(_state(request).settings, body.query, "query")
-        args = body.model_dump(exclude_unset=True)
-        _body_scope(allowed, body, "search")
-        return await _run(request, _state(request).memory.search, args.pop("query"), **args)
-
-    @router.get("/v1/memories", tags=["memories"], summary="List a scope, newest first (Memory.get_all)")
-    async def get_all(
-        request: Request,
-        allowed: Allowed,
-        user_id: ScopeQuery = None,
-        agent_id: ScopeQuery = None,
-        run_id: ScopeQuery = None,
-        filters: FiltersQuery = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> SearchResult:
-        parsed = _filters(filters)
-        allowed.check_scope(user_id=user_id, agent_id=agent_id, run_id=run_id, filters=parsed, operation="get_all")
-        memory = _state(request).memory
-        return await _run(
-            request, memory.get_all, user_id=user_id, agent_id=agent_id, run_id=run_id, filters=parsed, limit=limit,
-            cursor=cursor,
-        )  # fmt: skip
-
-    @router.delete("/v1/memories", tags=["memories"], summary="Delete a whole scope (Memory.delete_all)")
-    async def delete_all(
-        request: Request,
-        allowed: Allowed,
-        user_id: ScopeQuery = None,
-        agent_id: ScopeQuery = None,
-        run_id: ScopeQuery = None,
-        filters: FiltersQuery = None,
-        purge: bool = False,
-    ) -> dict[str, Any]:
-        parsed = _filters(filters)
-        scope = allowed.check_scope(
-            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=parsed, operation="delete_all"
-        )
-        request.state.audit = {"scope": scope.as_dict(), "purge": purge}
-        memory = _state(request).memory
-        result = await _run(
-            request, memory.delete_all, user_id=user_id, agent_id=agent_id, run_id=run_id, filters=parsed, purge=purge
-        )
-        request.state.audit["deleted"] = result.get("deleted")
-        return result
-
-    @router.get("/v1/memories/{memory_id}", tags=["memories"], summary="One memory (Memory.get)")
-    async def get(memory_id: str, request: Request, allowed: Allowed, include_sources: bool = False) -> MemoryItem:
-        item = await _run(request, _state(request).memory.get, memory_id, include_sources=include_sources)
-        return allowed.check_memory(item)
-
-    @router.put("/v1/memories/{memory_id}", tags=["memories"], summary="Replace a memory's text (Memory.update)")
-    async def update(memory_id: str, body: UpdateBody, request: Request, allowed: Allowed) -> MemoryItem:
-        _check_text(_state(request).settings, body.data, "data")
-        memory = _state(request).memory
-        await _check_id(request, allowed, memory_id)
-        return await _run(request, memory.update, memory_id, body.data, **body.model_dump(exclude={"data"}))
-
-    @router.delete("/v1/memories/{memory_id}", tags=["memories"], summary="Delete a memory (Memory.delete)")
-    async def delete(memory_id: str, request: Request, allowed: Allowed, purge: bool = False) -> dict[str, str]:
-        await _check_id(request, allowed, memory_id)
-        request.state.audit = {"purge": purge}
-        memory = _state(request).memory
-        return await _run(request, memory.delete, memory_id, purge=purge)
-
-    @router.get("/v1/memories/{memory_id}/history", tags=["memories"], summary="A memory's changes (Memory.history)")
-    async def history(memory_id: str, request: Request, allowed: Allowed) -> list[HistoryEvent]:
-        return allowed.check_history(await _run(request, _state(request).memory.history, memory_id))
 
 
 # The body of an export and of an import (read as raw bytes, so FastAPI cannot describe it itself).
@@ -278,9 +120,7 @@ _NDJSON: dict[str, Any] = {
 def _admin_routes(router: APIRouter) -> None:
     @router.post("/v1/reset", tags=["admin"], summary="Delete everything (Memory.reset; admin keys only)")
     async def reset(request: Request, allowed: Allowed) -> dict[str, str]:
-        allowed.require_admin("reset")
-        await _run(request, _state(request).memory.reset)
-        return {"message": "the store was reset"}
+        return await ops.reset(request, allowed)
 
     @router.get(
         "/v1/export", tags=["admin"], summary="Export memories and history as JSON lines",
@@ -299,9 +139,9 @@ def _admin_routes(router: APIRouter) -> None:
             allowed.check_scope(
                 user_id=user_id, agent_id=agent_id, run_id=run_id, operation="export_records", required=False
             )
-        memory = _state(request).memory
+        memory = ops.state_of(request).memory
         records = memory.export_records(user_id=user_id, agent_id=agent_id, run_id=run_id)
-        first = await _run(request, next, records)  # errors surface as JSON before streaming starts
+        first = await ops.run(request, next, records)  # errors surface as JSON before streaming starts
 
         def lines() -> Iterator[bytes]:
             yield (json.dumps(first, ensure_ascii=False) + "\n").encode()
@@ -330,7 +170,7 @@ def _admin_routes(router: APIRouter) -> None:
             records.append(record)
         allowed.check_records(records)
         await _drop_hidden_links(request, allowed, records)
-        result = await _run(request, _state(request).memory.import_records, records, on_conflict=on_conflict)
+        result = await ops.run(request, ops.state_of(request).memory.import_records, records, on_conflict=on_conflict)
         request.state.audit = {"result": result}
         return result
 
@@ -345,7 +185,7 @@ def _probe_routes(app: FastAPI) -> None:
         responses={503: ERROR_RESPONSES[503]},
     )  # fmt: skip
     async def readyz(request: Request) -> dict[str, str]:
-        state = _state(request)
+        state = ops.state_of(request)
         if not state.ready:
             raise ServiceUnavailable(state.problem or "starting: loading the embedder and opening the store")
         return {"status": "ready"}
@@ -368,7 +208,7 @@ def create_app(
             closes it at shutdown, after the last request, so no audit record is lost.
     """
     settings = settings or ServerSettings()
-    state = _State(memory, settings, keys)
+    state = State(memory, settings, keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -380,7 +220,10 @@ def create_app(
         title="memlane",
         version=memlane.__version__,
         summary="A memory layer for LLM agents",
-        description="Memory endpoints need `Authorization: Bearer <API key>` unless the server runs with --no-auth.",
+        description=(
+            "Memory endpoints need `Authorization: Bearer <API key>` unless the server runs with --no-auth. "
+            "The `mem0` paths serve apps written for mem0's self-hosted REST server, with memlane's checks and errors."
+        ),
         lifespan=lifespan,
     )
     app.state.memlane = state
@@ -389,6 +232,9 @@ def create_app(
     _memory_routes(api)
     _admin_routes(api)
     app.include_router(api)
+    mem0 = APIRouter(responses=ERROR_RESPONSES, tags=["mem0"])  # mem0's self-hosted server paths
+    mem0_routes(mem0)
+    app.include_router(mem0)
     _probe_routes(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(AuditMiddleware, log=state.keys.audit)

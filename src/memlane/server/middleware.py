@@ -30,6 +30,12 @@ WRITE_ROUTES = {
     ("DELETE", "/v1/memories"): "delete_all",
     ("POST", "/v1/reset"): "reset",
     ("POST", "/v1/import"): "import",
+    # mem0's self-hosted server paths (mem0_routes.py): the same operations, audited the same way
+    ("POST", "/memories"): "add",
+    ("PUT", "/memories/{memory_id}"): "update",
+    ("DELETE", "/memories/{memory_id}"): "delete",
+    ("DELETE", "/memories"): "delete_all",
+    ("POST", "/reset"): "reset",
 }
 
 

@@ -3,22 +3,49 @@
 Field types document the API in ``/openapi.json``; the values are then checked by ``Memory``
 itself, so a request gets the same error, with the same message, as the Python call would.
 Times are ISO 8601 strings (a naive time means UTC) or epoch seconds.
+
+A field mem0 takes and memlane cannot honour (``memlane.core.compat.UNMAPPED``: ``categories``,
+``page``, ...) is not refused by the schema: the body keeps it aside (:attr:`_Body.mem0_unmapped`)
+so the route answers what ``Memory`` raises for it, a 400 saying what to do instead.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidatorFunctionWrapHandler, model_validator
 
-__all__ = ["AddBody", "ErrorBody", "ErrorDetail", "MessageIn", "SearchBody", "UpdateBody"]
+from memlane.core.compat import UNMAPPED
+
+__all__ = ["AddBody", "ErrorBody", "ErrorDetail", "Mem0UpdateBody", "MessageIn", "SearchBody", "UpdateBody"]
 
 Time = str | float
+DateText = str  # a YYYY-MM-DD date
 
 
 class _Body(BaseModel):
     # strict: no quiet coercion ("5" -> 5, true -> 1); a wrong type is an error, as in Python.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    _unmapped: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _set_mem0_aside(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Validate without mem0's unmapped fields, keeping them for the route to refuse."""
+        unmapped: dict[str, Any] = {}
+        if isinstance(data, dict) and not UNMAPPED.keys().isdisjoint(data):
+            unmapped = {k: v for k, v in data.items() if k in UNMAPPED}
+            data = {k: v for k, v in data.items() if k not in UNMAPPED}
+        body = handler(data)
+        if unmapped and isinstance(body, _Body):
+            body._unmapped = unmapped
+        return body
+
+    @property
+    def mem0_unmapped(self) -> dict[str, Any]:
+        """The fields of mem0's with no memlane meaning that the request carried."""
+        return self._unmapped
 
 
 class MessageIn(_Body):
@@ -45,8 +72,12 @@ class AddBody(_Scoped):
     timestamp: Time | None = Field(None, description="when the messages were said (default: now)")
     expires_at: Time | None = None
     ttl: float | None = Field(None, description="seconds until the memories expire")
+    expiration_date: DateText | None = Field(
+        None, description="mem0's form of expires_at: a YYYY-MM-DD date, returned through that day (UTC)"
+    )
     instructions: str | None = None
     prompt: str | None = Field(None, description="mem0's name for instructions")
+    custom_instructions: str | None = Field(None, description="another mem0 name for instructions")
     includes: str | list[str] | None = None
     excludes: str | list[str] | None = None
     memory_type: Literal["procedural", "procedural_memory"] | None = None
@@ -56,19 +87,40 @@ class SearchBody(_Scoped):
     """``Memory.search``: the memories of a scope most relevant to a query."""
 
     query: str
-    limit: int = 10
+    limit: int | None = Field(None, description="at most this many results (default 10)")
+    top_k: int | None = Field(None, description="mem0's name for limit (give one of them)")
     threshold: float | None = None
     explain: bool = False
     recency_weight: float = 0.0
     half_life_days: float = 30.0
     as_of: Time | None = Field(None, description="search what was true at this time")
+    show_expired: bool = Field(False, description="include memories whose expires_at has passed")
+    reference_date: Time | None = Field(
+        None, description="the 'now' recency is measured from (a date, time or epoch seconds; default: now)"
+    )
+    rerank: bool = Field(False, description="accepted for mem0 code; memlane always ranks on every signal")
 
 
 class UpdateBody(_Body):
-    """``Memory.update``: replace a memory's text (and metadata, when given)."""
+    """``Memory.update``: replace a memory's text, metadata or expiry (the fields given; at least one).
 
-    data: str = Field(description="the new text")
-    metadata: dict[str, Any] | None = None
+    An absent ``expires_at`` / ``expiration_date`` keeps the expiry, ``null`` clears it.
+    """
+
+    data: str | None = Field(None, description="the new text")
+    text: str | None = Field(None, description="mem0 2.x's name for data (give one of them)")
+    metadata: dict[str, Any] | None = Field(None, description="replaces the whole metadata object")
+    expires_at: Time | None = Field(None, description="when the memory stops being returned; null clears it")
+    expiration_date: DateText | None = Field(
+        None, description="mem0's form of expires_at: a YYYY-MM-DD date, returned through that day; null clears it"
+    )
+
+
+class Mem0UpdateBody(UpdateBody):
+    """mem0's ``PUT /memories/{memory_id}``: ``{"text": ...}`` (mem0 2.x), ``{"data": ...}`` or
+    ``{"memory": ...}``, with ``metadata`` and ``expiration_date`` as in :class:`UpdateBody`."""
+
+    memory: str | None = Field(None, description="the new text, under the name mem0's results give it")
 
 
 class ErrorDetail(BaseModel):

@@ -1,0 +1,308 @@
+"""Each memory operation of the REST API, written once for every path that serves it.
+
+``/v1/...`` (memlane's API, ``app.py``) and mem0's self-hosted paths (``mem0_routes.py``) declare
+their own routes, and both call these functions: the same namespace checks, size limits, audit
+details, request timeout and ``Memory`` call, so an operation cannot behave differently by path.
+Authentication and the rate limit are the :data:`Allowed` dependency every route takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Query, Request
+
+from memlane import (
+    AddResult,
+    HistoryEvent,
+    InvalidRequest,
+    Memory,
+    MemoryItem,
+    MemoryNotFound,
+    RequestTimeout,
+    RequestTooLarge,
+    Scope,
+    SearchResult,
+    ServiceUnavailable,
+)
+from memlane.core.compat import UNMAPPED, refuse_unknown
+from memlane.server.auth import Guard, admit
+from memlane.server.keys import KeyStore
+from memlane.server.keys_sqlite import SQLiteKeyStore
+from memlane.server.schemas import AddBody, SearchBody
+from memlane.server.settings import ServerSettings
+
+__all__ = [
+    "Allowed",
+    "ListQuery",
+    "ScopeQuery",
+    "State",
+    "add",
+    "check_id",
+    "delete",
+    "delete_all",
+    "get",
+    "get_all",
+    "history",
+    "list_query",
+    "parse_filters",
+    "reset",
+    "run",
+    "search",
+    "state_of",
+    "update",
+]
+
+log = logging.getLogger("memlane.server")
+T = TypeVar("T")
+
+ScopeQuery = Annotated[str | None, Query(description="a scope id")]
+FiltersQuery = Annotated[str | None, Query(description='a JSON filter object, e.g. {"topic": "food"}')]
+
+
+class State:
+    """What every request needs: the engine, the guards' inputs, and readiness."""
+
+    def __init__(self, memory: Memory | Callable[[], Memory], settings: ServerSettings, keys: KeyStore | None) -> None:
+        self._memory = memory if isinstance(memory, Memory) else None
+        self._factory = None if isinstance(memory, Memory) else memory
+        self.settings = settings
+        self.keys = keys or SQLiteKeyStore(settings.keys_path, audit_path=settings.audit_path)
+        self.ready = False
+        self.problem: str | None = None
+
+    @property
+    def memory(self) -> Memory:
+        """The engine (ServiceUnavailable while the server is starting)."""
+        if self._memory is None:
+            raise ServiceUnavailable("the server is still starting; retry in a moment (see /readyz)")
+        return self._memory
+
+    def use(self, memory: Memory) -> None:
+        """Serve another engine from now on (the test suite swaps one in per test)."""
+        self._memory = memory
+
+    def warm_up(self) -> None:
+        """Build the engine, open the store and load the embedder, so the first request is not slow."""
+        try:
+            if self._memory is None and self._factory is not None:
+                self._memory = self._factory()
+            self.memory.embedder.embed(["warm up"], kind="query")
+            self.memory.get_all(user_id="memlane:readiness-probe", limit=1)
+            self.ready = True
+        except Exception as exc:
+            self.problem = f"{type(exc).__name__}: {exc}"
+            log.error("memlane could not start: %s", self.problem)
+            raise  # fail fast: a server that cannot serve should not pretend to
+
+
+def state_of(request: Request) -> State:
+    """The app's :class:`State`."""
+    state: State = request.app.state.memlane
+    return state
+
+
+def guard(request: Request) -> Guard:
+    """Authenticate the request and spend one token of its key's rate limit."""
+    state = state_of(request)
+    key = admit(request.headers if state.settings.auth else None, state.keys, state.settings)
+    request.state.key = key
+    return Guard(key)
+
+
+Allowed = Annotated[Guard, Depends(guard)]
+
+
+async def run(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a Memory call in a thread under the request timeout."""
+    timeout = state_of(request).settings.request_timeout
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs), timeout)
+    except TimeoutError as exc:
+        raise RequestTimeout(
+            f"the request took longer than {timeout:g} s; a write may still complete, check before retrying"
+        ) from exc
+
+
+def parse_filters(raw: str | None) -> dict[str, Any] | None:
+    """The ``filters`` query parameter: a JSON object."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f'filters must be a JSON object, e.g. {{"topic": "food"}} ({exc.msg})') from exc
+    if not isinstance(value, dict):
+        raise InvalidRequest('filters must be a JSON object, e.g. {"topic": "food"}')
+    return value
+
+
+def refuse_unmapped(operation: str, given: Mapping[str, Any]) -> None:
+    """Refuse mem0's arguments with no memlane meaning, with ``Memory``'s own message (a 400)."""
+    refuse_unknown(operation, {name: value for name, value in given.items() if name in UNMAPPED})
+
+
+async def check_id(request: Request, allowed: Guard, memory_id: str) -> None:
+    """Raise MemoryNotFound unless the key may touch this memory.
+
+    A memory reconciliation retired (only reachable through ``as_of``) is judged by its history,
+    whose events carry the scope.
+    """
+    if allowed.key.is_admin:
+        return
+    memory = state_of(request).memory
+    try:
+        allowed.check_memory(await run(request, memory.get, memory_id))
+    except MemoryNotFound:
+        if not allowed.check_history(await run(request, memory.history, memory_id)):
+            raise
+        return
+
+
+def _body_scope(allowed: Guard, body: AddBody | SearchBody, operation: str) -> Scope:
+    return allowed.check_scope(
+        user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id, filters=body.filters, operation=operation
+    )
+
+
+def _check_sizes(settings: ServerSettings, body: AddBody) -> None:
+    messages = body.messages if isinstance(body.messages, list) else [body.messages]
+    if len(messages) > settings.max_messages:
+        raise RequestTooLarge(
+            f"{len(messages)} messages in one add; this server takes at most {settings.max_messages}: split the call"
+        )
+    for i, message in enumerate(messages):
+        text = message if isinstance(message, str) else message.content
+        if len(text) > settings.max_text_chars:
+            raise RequestTooLarge(
+                f"message {i} has {len(text)} characters; this server takes at most {settings.max_text_chars}"
+            )
+
+
+def _check_text(settings: ServerSettings, text: object, what: str) -> None:
+    if isinstance(text, str) and len(text) > settings.max_text_chars:
+        raise RequestTooLarge(f"{what} has {len(text)} characters; this server takes at most {settings.max_text_chars}")
+
+
+# -- the operations -------------------------------------------------------------------------------
+async def add(request: Request, allowed: Guard, body: AddBody) -> AddResult:
+    """``Memory.add`` for the key: audited with the scope and the ids written."""
+    refuse_unmapped("add", body.mem0_unmapped)
+    state = state_of(request)
+    _check_sizes(state.settings, body)
+    args = body.model_dump(exclude_unset=True, exclude={"messages"})
+    scope = _body_scope(allowed, body, "add")
+    request.state.audit = {"scope": scope.as_dict()}
+    messages = body.model_dump(include={"messages"})["messages"]
+    result = await run(request, state.memory.add, messages, **args)
+    request.state.audit["events"] = [[r["id"], r["event"]] for r in result["results"]]
+    return result
+
+
+async def search(request: Request, allowed: Guard, body: SearchBody) -> SearchResult:
+    """``Memory.search`` within the key's namespace."""
+    refuse_unmapped("search", body.mem0_unmapped)
+    _check_text(state_of(request).settings, body.query, "query")
+    args = body.model_dump(exclude_unset=True)
+    _body_scope(allowed, body, "search")
+    return await run(request, state_of(request).memory.search, args.pop("query"), **args)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The query parameters of a listing (``get_all``), and any of mem0's it cannot honour."""
+
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    filters: str | None
+    limit: int | None
+    cursor: str | None
+    top_k: int | None
+    show_expired: bool
+    unmapped: dict[str, str]
+
+
+def list_query(
+    request: Request,
+    user_id: ScopeQuery = None,
+    agent_id: ScopeQuery = None,
+    run_id: ScopeQuery = None,
+    filters: FiltersQuery = None,
+    limit: Annotated[int | None, Query(description="at most this many memories (default 100)")] = None,
+    cursor: Annotated[str | None, Query(description="the previous page's next_cursor")] = None,
+    top_k: Annotated[int | None, Query(description="mem0's name for limit (give one of them)")] = None,
+    show_expired: Annotated[bool, Query(description="include memories whose expires_at has passed")] = False,
+) -> ListQuery:
+    """The listing's query parameters (a FastAPI dependency)."""
+    unmapped = {name: value for name, value in request.query_params.items() if name in UNMAPPED}
+    return ListQuery(user_id, agent_id, run_id, filters, limit, cursor, top_k, show_expired, unmapped)
+
+
+async def get_all(request: Request, allowed: Guard, query: ListQuery) -> SearchResult:
+    """``Memory.get_all`` within the key's namespace."""
+    refuse_unmapped("get_all", query.unmapped)
+    parsed = parse_filters(query.filters)
+    ids = {"user_id": query.user_id, "agent_id": query.agent_id, "run_id": query.run_id}
+    allowed.check_scope(user_id=query.user_id, agent_id=query.agent_id, run_id=query.run_id, filters=parsed,
+                        operation="get_all")  # fmt: skip
+    memory = state_of(request).memory
+    return await run(
+        request, memory.get_all, **ids, filters=parsed, limit=query.limit, cursor=query.cursor, top_k=query.top_k,
+        show_expired=query.show_expired,
+    )  # fmt: skip
+
+
+async def delete_all(
+    request: Request, allowed: Guard, ids: Mapping[str, str | None], filters: str | None, purge: bool
+) -> dict[str, Any]:
+    """``Memory.delete_all`` of a scope within the key's namespace, audited with the count."""
+    parsed = parse_filters(filters)
+    scope = allowed.check_scope(
+        user_id=ids.get("user_id"), agent_id=ids.get("agent_id"), run_id=ids.get("run_id"), filters=parsed,
+        operation="delete_all",
+    )  # fmt: skip
+    request.state.audit = {"scope": scope.as_dict(), "purge": purge}
+    result = await run(request, state_of(request).memory.delete_all, **ids, filters=parsed, purge=purge)
+    request.state.audit["deleted"] = result.get("deleted")
+    return result
+
+
+async def get(request: Request, allowed: Guard, memory_id: str, include_sources: bool) -> MemoryItem:
+    """``Memory.get``; another namespace's memory is exactly an unknown id."""
+    item = await run(request, state_of(request).memory.get, memory_id, include_sources=include_sources)
+    return allowed.check_memory(item)
+
+
+async def update(request: Request, allowed: Guard, memory_id: str, args: Mapping[str, Any]) -> MemoryItem:
+    """``Memory.update`` with the fields the body gave (an absent expiry keeps it, a null one clears it)."""
+    settings = state_of(request).settings
+    _check_text(settings, args.get("data"), "data")
+    _check_text(settings, args.get("text"), "text")
+    await check_id(request, allowed, memory_id)
+    return await run(request, state_of(request).memory.update, memory_id, **args)
+
+
+async def delete(request: Request, allowed: Guard, memory_id: str, purge: bool) -> dict[str, str]:
+    """``Memory.delete`` of a memory the key may see, audited."""
+    refuse_unmapped("delete", request.query_params)
+    await check_id(request, allowed, memory_id)
+    request.state.audit = {"purge": purge}
+    return await run(request, state_of(request).memory.delete, memory_id, purge=purge)
+
+
+async def history(request: Request, allowed: Guard, memory_id: str) -> list[HistoryEvent]:
+    """``Memory.history``; another namespace's memory has none."""
+    return allowed.check_history(await run(request, state_of(request).memory.history, memory_id))
+
+
+async def reset(request: Request, allowed: Guard) -> dict[str, str]:
+    """``Memory.reset`` (admin keys only)."""
+    allowed.require_admin("reset")
+    await run(request, state_of(request).memory.reset)
+    return {"message": "the store was reset"}
