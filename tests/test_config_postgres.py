@@ -128,10 +128,19 @@ def test_mem0_pgvector_quotes_credentials_and_places_sockets() -> None:
     )
 
 
+def test_mem0_embedding_model_dims_is_checked_against_the_embedder() -> None:
+    options: dict[str, Any] = {"connection_string": URL, "embedding_model_dims": 1536}
+    config = {"vector_store": {"provider": "pgvector", "config": options}}
+    assert MemoryConfig.from_dict(config).vector_store.embedding_model_dims == 1536
+    with pytest.raises(ConfigError, match="embedding_model_dims is 1536"):
+        Memory(config=config, embedder=HashEmbedder())  # 64 dimensions; nothing is opened
+    options["embedding_model_dims"] = HashEmbedder().dimension
+    Memory(config=config, embedder=HashEmbedder())  # matches: accepted (no connection until first use)
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ({"connection_string": URL, "embedding_model_dims": 1536}, "embedding_model_dims is not supported"),
         ({"connection_string": URL, "diskann": True}, "DiskANN is not supported"),
         ({"connection_string": URL, "hnsw": False}, "hnsw=false"),
         ({"connection_string": URL, "connection_pool": "pool"}, "Memory(store=PostgresStore(...))"),

@@ -39,12 +39,23 @@ def model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[ScriptedM
         yield server
 
 
+# The one line each kind of example changes.
+IMPORTS = {
+    "from mem0 import": "from memlane import",
+    "from llama_index.memory.mem0 import Mem0Memory": (
+        "from memlane.integrations.llama_index import MemlaneMemory as Mem0Memory"
+    ),
+}
+
+
 def run_as_memlane(example: str) -> dict[str, Any]:
     """Run a mem0 example with its imports pointed at memlane; returns its globals."""
     source = textwrap.dedent(example)
-    ported = source.replace("from mem0 import", "from memlane import")
+    ported = source
+    for old, new in IMPORTS.items():
+        ported = ported.replace(old, new)
     changed = [(a, b) for a, b in zip(source.splitlines(), ported.splitlines(), strict=True) if a != b]
-    assert changed and all(a.startswith("from mem0 import") for a, _ in changed), "only the import may change"
+    assert changed and all(a.startswith(tuple(IMPORTS)) for a, _ in changed), "only the import may change"
     namespace: dict[str, Any] = {"__name__": "mem0_example"}
     exec(compile(ported, "<mem0 example>", "exec"), namespace)
     return namespace
@@ -272,6 +283,31 @@ def test_async_memory(model: ScriptedModel) -> None:
     assert [c["event"] for c in ns["changes"]] == ["ADD", "UPDATE"]
 
 
+LLAMA_INDEX = """
+from llama_index.core.llms import ChatMessage
+from llama_index.memory.mem0 import Mem0Memory
+
+context = {"user_id": "rosa"}
+config = {
+    "llm": {"provider": "openai", "config": {"model": "gpt-4o-mini", "temperature": 0.2, "max_tokens": 1500}},
+    "version": "v1.1",
+}
+memory = Mem0Memory.from_config(context=context, config=config, search_msg_limit=4)
+memory.put(ChatMessage(role="user", content="I keep two beehives on my roof."))
+memory.put(ChatMessage(role="assistant", content="That sounds like a lot of honey!"))
+shown = memory.get(input="What animals do I look after?")
+"""
+
+
+def test_llama_index_from_config(model: ScriptedModel) -> None:
+    ns = run_as_memlane(LLAMA_INDEX)
+    text = "\n".join(str(m.content) for m in ns["shown"])
+    assert "I keep two beehives on my roof." in text  # recalled from memory into the prompt
+    assert ns["memory"].client.get_all(user_id="rosa")["results"][0]["memory"] == "I keep two beehives on my roof."
+    assert "facts" in model.schemas()  # the config's LLM extracted it
+    ns["memory"].close()
+
+
 # Documented mem0 usage that cannot run unchanged, with the reason (docs/migrating-from-mem0.md).
 CANNOT_PASS = {
     "qdrant/chroma/faiss vector_store config": (
@@ -351,5 +387,6 @@ def test_the_migration_guide_lists_every_case_that_cannot_pass() -> None:
 
 def test_examples_really_are_mem0_shaped() -> None:
     # Guard against the suite drifting into memlane-only calls: each example imports from mem0.
-    for example in (QUICKSTART, CHAT_LOOP, SCOPING_AND_LIFECYCLE, METADATA_FILTERS, WITH_AN_LLM, EXPIRY, ASYNC):
-        assert "from mem0 import" in example and "memlane" not in example
+    examples = (QUICKSTART, CHAT_LOOP, SCOPING_AND_LIFECYCLE, METADATA_FILTERS, WITH_AN_LLM, EXPIRY, ASYNC, LLAMA_INDEX)
+    for example in examples:
+        assert "mem0 import" in example and "memlane" not in example

@@ -166,6 +166,8 @@ class StoreConfig(BaseModel):
 
     provider: Literal["sqlite", "postgres"] | None = None
     config: SQLiteStoreOptions | PostgresStoreOptions = Field(default_factory=dict, validate_default=True)
+    # mem0's pgvector ``embedding_model_dims``: the dimension the app expects; Memory checks the embedder has it.
+    embedding_model_dims: int | None = Field(None, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -174,7 +176,9 @@ class StoreConfig(BaseModel):
             options = data.get("config") or {}
             if not isinstance(options, dict):
                 raise ValueError(f"config of provider 'pgvector' must be an object, got {type(options).__name__}")
-            return {**data, "provider": "postgres", "config": from_mem0_pgvector(options)}
+            options = dict(options)
+            dims = options.pop("embedding_model_dims", None)
+            return {**data, "provider": "postgres", "config": from_mem0_pgvector(options), "embedding_model_dims": dims}
         return data
 
     @field_validator("provider", mode="before")
@@ -288,12 +292,11 @@ def postgres_store_config(base: StoreConfig, url: str, *, schema: str | None = N
 
 # -- mem0 ------------------------------------------------------------------------------------
 _MEM0_DROPPED = {
-    "embedding_model_dims": "memlane takes the dimension from the embedder and records it in the store",
     "connection_pool": "a pool object cannot travel in a config; pass Memory(store=PostgresStore(...)) instead",
     "diskann": "memlane indexes vectors with pgvector's HNSW; DiskANN is not supported",
 }
-_MEM0_KEYS = {"dbname", "collection_name", "user", "password", "host", "port", "hnsw", "minconn", "maxconn",
-              "sslmode", "connection_string", "schema_name", *_MEM0_DROPPED}  # fmt: skip
+_MEM0_KEYS = {"embedding_model_dims", "dbname", "collection_name", "user", "password", "host", "port", "hnsw",
+              "minconn", "maxconn", "sslmode", "connection_string", "schema_name", *_MEM0_DROPPED}  # fmt: skip
 
 
 def from_mem0_pgvector(options: dict[str, Any]) -> dict[str, Any]:
@@ -304,8 +307,9 @@ def from_mem0_pgvector(options: dict[str, Any]) -> dict[str, Any]:
     - ``schema_name``, else ``collection_name``, is the schema: mem0 keeps a collection in one
       table, memlane a store in one schema, so each collection stays a separate store.
     - ``minconn`` / ``maxconn`` are ``min_connections`` / ``max_connections``.
-    - ``hnsw: true`` is what memlane does anyway; ``hnsw: false``, ``diskann: true``,
-      ``connection_pool`` and ``embedding_model_dims`` are refused with the reason.
+    - ``hnsw: true`` is what memlane does anyway; ``hnsw: false``, ``diskann: true`` and
+      ``connection_pool`` are refused with the reason; ``embedding_model_dims`` is checked against
+      the embedder by ``Memory`` (see :class:`StoreConfig`).
     - Keys of memlane's own options pass through, so both spellings may be mixed.
 
     Raises:

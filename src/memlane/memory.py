@@ -143,6 +143,12 @@ class Memory:
             raise InvalidRequest("give path or store, not both")
         self.config = cfg
         self._embedder = embedder or registry.embedder(cfg.embedder.provider, cfg.embedder.config)
+        dims = cfg.vector_store.embedding_model_dims
+        if dims is not None and dims != self._embedder.dimension:
+            raise ConfigError(
+                f"vector_store embedding_model_dims is {dims} but the embedder {self._embedder.model_id!r} makes "
+                f"{self._embedder.dimension}-dimension vectors; fix embedding_model_dims or drop it"
+            )
         if store is None:  # the config's store: SQLite, or PostgreSQL (see memlane._store_config)
             store = build_store(cfg.vector_store, path, cfg.database_path())
         self._store: Store = store
