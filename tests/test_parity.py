@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from server_harness import SharedServer
 
-from memlane import AsyncMemory, AsyncMemoryClient, Memory
+from memlane import AsyncMemory, AsyncMemoryClient, MemlaneError, Memory
 from memlane.testing import FrozenClock, HashEmbedder
 
 
@@ -143,6 +143,47 @@ SCENARIOS: dict[str, list[Step]] = {
         ("search", ("",), {"user_id": "a"}),
         ("get_all", (), {"user_id": "a"}),
     ],
+    # mem0 2.x's call shapes (core/compat.py): the same results and errors embedded and over HTTP.
+    "mem0_shapes": [
+        ("add", ("door code 4411",), {"user_id": "u", "expiration_date": "2026-03-02"}),
+        ("add", ("parking spot B12",), {"user_id": "u", "expiration_date": date(2026, 3, 1)}),
+        ("add", ("likes green tea",), {"user_id": "u", "custom_instructions": "keep food only", "infer": False}),
+        ("add", ("gate code 77",), {"user_id": "u", "expiration_date": datetime(2026, 3, 5, 23, tzinfo=UTC)}),
+        ("search", ("code",), {"user_id": "u", "top_k": 1}),
+        ("search", ("code",), {"filters": {"user_id": "u"}, "top_k": 2, "rerank": True, "threshold": 0.0}),
+        ("get_all", (), {"user_id": "u", "top_k": 2}),
+        Advance(timedelta(days=1, hours=1)),
+        ("get_all", (), {"user_id": "u"}),
+        ("get_all", (), {"user_id": "u", "show_expired": True}),
+        ("search", ("parking spot",), {"user_id": "u"}),
+        ("search", ("parking spot",), {"user_id": "u", "show_expired": True}),
+        ("search", ("code",), {"user_id": "u", "recency_weight": 1.0, "reference_date": "2026-01-01", "explain": True}),
+        ("search", ("code",), {"user_id": "u", "recency_weight": 1.0, "reference_date": date(2026, 4, 1)}),
+        ("update", (Ref(0),), {"text": "door code 9911"}),
+        ("update", (Ref(0),), {"metadata": {"room": "front"}}),
+        ("update", (Ref(0),), {"expiration_date": None}),
+        ("get", (Ref(0),), {}),
+        ("update", (Ref(0),), {"expires_at": T0 + timedelta(days=30)}),
+        ("update", (Ref(0),), {"expires_at": None}),
+        ("update", (Ref(1),), {"expiration_date": "2026-12-31"}),
+        ("get_all", (), {"user_id": "u"}),
+        ("history", (Ref(0),), {}),
+        # refused, with the same message
+        ("update", (Ref(0),), {}),
+        ("update", (Ref(0), "a"), {"text": "b"}),
+        ("update", (Ref(0),), {"expires_at": None, "expiration_date": None}),
+        ("update", (Ref(0),), {"expiration_date": "next week"}),
+        ("search", ("x",), {"user_id": "u", "top_k": 3, "limit": 3}),
+        ("search", ("x",), {"user_id": "u", "categories": ["c"]}),
+        ("search", ("x",), {"categories": ["c"]}),
+        ("get_all", (), {"user_id": "u", "page": 2, "page_size": 10}),
+        ("get_all", (), {"user_id": "u", "limit": 1, "top_k": 1}),
+        ("add", ("x",), {"user_id": "u", "expiration_date": "2026-12-31", "ttl": 60}),
+        ("add", ("x",), {"user_id": "u", "prompt": "p", "custom_instructions": "q"}),
+        ("add", ("x",), {"user_id": "u", "enable_graph": True}),
+        ("delete", (Ref(0),), {"delete_linked": True}),
+        ("get_all", (), {"user_id": "u"}),
+    ],
 }
 
 
@@ -176,14 +217,23 @@ class _Ids:
         return value
 
 
-def _outcome(ids: _Ids, result: Any = None, error: BaseException | None = None) -> tuple[str, Any]:
+# Scenarios whose errors must also carry the same message on every face. (Elsewhere a body that does
+# not match the API's types is refused by the server's schema, with its own message.)
+SAME_MESSAGES = {"mem0_shapes"}
+
+
+def _outcome(
+    ids: _Ids, result: Any = None, error: BaseException | None = None, *, messages: bool = False
+) -> tuple[str, Any]:
+    if messages and isinstance(error, MemlaneError):
+        return ("error", (type(error), ids.scrub(str(error))))
     if error is not None:
         return ("error", type(error))
     ids.learn(result)
     return ("ok", ids.scrub(result))
 
 
-def run_sync(memory: Memory, clock: FrozenClock, steps: list[Step]) -> list[tuple[str, Any]]:
+def run_sync(memory: Memory, clock: FrozenClock, steps: list[Step], messages: bool = False) -> list[tuple[str, Any]]:
     ids, out = _Ids(), []
     for step in steps:
         if isinstance(step, Advance):
@@ -193,13 +243,15 @@ def run_sync(memory: Memory, clock: FrozenClock, steps: list[Step]) -> list[tupl
         try:
             result = getattr(memory, method)(*[ids.resolve(a) for a in args], **kwargs)
         except Exception as exc:
-            out.append(_outcome(ids, error=exc))
+            out.append(_outcome(ids, error=exc, messages=messages))
         else:
             out.append(_outcome(ids, result))
     return out
 
 
-async def run_async(memory: AsyncMemory, clock: FrozenClock, steps: list[Step]) -> list[tuple[str, Any]]:
+async def run_async(
+    memory: AsyncMemory, clock: FrozenClock, steps: list[Step], messages: bool = False
+) -> list[tuple[str, Any]]:
     ids, out = _Ids(), []
     for step in steps:
         if isinstance(step, Advance):
@@ -209,7 +261,7 @@ async def run_async(memory: AsyncMemory, clock: FrozenClock, steps: list[Step]) 
         try:
             result = await getattr(memory, method)(*[ids.resolve(a) for a in args], **kwargs)
         except Exception as exc:
-            out.append(_outcome(ids, error=exc))
+            out.append(_outcome(ids, error=exc, messages=messages))
         else:
             out.append(_outcome(ids, result))
     return out
@@ -226,8 +278,8 @@ def _pair(tmp_path: Path) -> tuple[Memory, FrozenClock, AsyncMemory, FrozenClock
 async def test_same_scenario_same_results(tmp_path: Path, name: str) -> None:
     sync, sync_clock, amem, async_clock = _pair(tmp_path)
     try:
-        expected = run_sync(sync, sync_clock, SCENARIOS[name])
-        got = await run_async(amem, async_clock, SCENARIOS[name])
+        expected = run_sync(sync, sync_clock, SCENARIOS[name], name in SAME_MESSAGES)
+        got = await run_async(amem, async_clock, SCENARIOS[name], name in SAME_MESSAGES)
     finally:
         sync.close()
         await amem.close()
@@ -249,6 +301,15 @@ def test_scenario_outcomes_are_as_intended(tmp_path: Path) -> None:
     assert errors[0][0] == "ok" and errors[-1][0] == "ok"
     assert all(kind == "error" for kind, _ in errors[1:-1])
     names = {value.__name__ for kind, value in errors if kind == "error"}
+    mem0_clock = FrozenClock(T0)
+    with Memory(path=tmp_path / "mem0.db", embedder=HashEmbedder(), clock=mem0_clock) as mem:
+        shapes = run_sync(mem, mem0_clock, SCENARIOS["mem0_shapes"], messages=True)
+    assert [kind for kind, _ in shapes].count("error") == 14  # custom_instructions needs an LLM; 13 refusals
+    listed, with_expired = shapes[7][1]["results"], shapes[8][1]["results"]
+    assert (len(listed), len(with_expired)) == (2, 3)  # expiration_date hid the parking spot the next day
+    assert [m["expires_at"] for m in shapes[-1][1]["results"]] == [
+        "2026-03-06T00:00:00.000000+00:00", "2027-01-01T00:00:00.000000+00:00", None,
+    ]  # fmt: skip
     assert {
         "ScopeRequired",
         "ScopeConflict",
@@ -311,20 +372,20 @@ async def test_clients_over_http_give_the_embedded_results(
     """``MemoryClient`` and ``AsyncMemoryClient`` against the REST server: same results, same error types."""
     embedded_clock = FrozenClock(T0)
     with Memory(path=tmp_path / "embedded.db", embedder=HashEmbedder(), clock=embedded_clock) as mem:
-        expected = run_sync(mem, embedded_clock, SCENARIOS[name])
+        expected = run_sync(mem, embedded_clock, SCENARIOS[name], name in SAME_MESSAGES)
     sync_clock = FrozenClock(T0)
     with (
         Memory(path=tmp_path / "served.db", embedder=HashEmbedder(), clock=sync_clock) as served,
         rest_server.facing(served) as client,
     ):
-        got_sync = run_sync(client, sync_clock, SCENARIOS[name])  # type: ignore[arg-type]
+        got_sync = run_sync(client, sync_clock, SCENARIOS[name], name in SAME_MESSAGES)  # type: ignore[arg-type]
     async_clock = FrozenClock(T0)
     with (
         Memory(path=tmp_path / "served-async.db", embedder=HashEmbedder(), clock=async_clock) as served,
         rest_server.facing(served),
     ):
         async with AsyncMemoryClient(rest_server.url, api_key=rest_server.token, retries=0) as aclient:
-            got_async = await run_async(aclient, async_clock, SCENARIOS[name])  # type: ignore[arg-type]
+            got_async = await run_async(aclient, async_clock, SCENARIOS[name], name in SAME_MESSAGES)  # type: ignore[arg-type]
     for label, got in (("MemoryClient", got_sync), ("AsyncMemoryClient", got_async)):
         assert len(got) == len(expected)
         for i, (a, b) in enumerate(zip(got, expected, strict=True)):

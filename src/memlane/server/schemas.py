@@ -23,9 +23,13 @@ Time = str | float
 DateText = str  # a YYYY-MM-DD date
 
 
-class _Body(BaseModel):
+class _Strict(BaseModel):
     # strict: no quiet coercion ("5" -> 5, true -> 1); a wrong type is an error, as in Python.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Body(_Strict):
+    """A request body: mem0's unmapped fields are set aside for the route to refuse."""
 
     _unmapped: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -48,7 +52,7 @@ class _Body(BaseModel):
         return self._unmapped
 
 
-class MessageIn(_Body):
+class MessageIn(_Strict):
     """One chat message."""
 
     role: str = "user"
