@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from mem0_fixture import fake_openai, mem0_config, write_mem0
-from wire_server import WireServer
+from wire_server import WireServer, closed_port
 
 from memlane import InvalidRequest, Memory, MemoryNotFound, ProviderError
 from memlane.cli import cli
@@ -248,6 +248,9 @@ def test_cli_errors_say_what_to_fix(tmp_path: Path, qdrant_mem0: tuple[dict[str,
     assert "no Qdrant collection 'memories'" in wrong.stderr and "mem0_entities" in wrong.stderr
     both = _cli(tmp_path, "--qdrant-path", qdrant, "--faiss-path", str(tmp_path), expect=2)
     assert "give one mem0 vector store" in both.stderr
+    down = _cli(tmp_path, "--qdrant-url", f"http://127.0.0.1:{closed_port()}", "--no-history", expect=5)
+    assert "cannot read Qdrant at http://127.0.0.1:" in down.stderr  # a server that is down: retry later
+    assert not (tmp_path / "home" / "memlane.db").exists()
 
 
 # -- other backends -----------------------------------------------------------------------------
