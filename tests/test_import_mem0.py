@@ -209,10 +209,17 @@ def test_memories_without_scope_are_refused_before_anything_is_written(
 
 
 # -- the command --------------------------------------------------------------------------------
-def _cli(tmp_path: Path, *args: str, expect: int = 0) -> Any:
+def _json_file(tmp_path: Path, data: Mapping[str, Any]) -> Path:
+    path = tmp_path / "mem0.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def _cli(tmp_path: Path, *args: str, expect: int = 0, database_url: str | None = None) -> Any:
     config = tmp_path / "memlane.json"
     config.write_text(json.dumps({"embedder": {"provider": HASH_PROVIDER}}), encoding="utf-8")
-    argv = ["--home", str(tmp_path / "home"), "--config", str(config), "--json", "import-mem0", *args]
+    target = ["--database-url", database_url] if database_url else ["--home", str(tmp_path / "home")]
+    argv = [*target, "--config", str(config), "--json", "import-mem0", *args]
     result = CliRunner().invoke(cli, argv, env=CLEAN_ENV, catch_exceptions=False)
     assert result.exit_code == expect, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout) if expect == 0 else result
@@ -246,6 +253,10 @@ def test_cli_errors_say_what_to_fix(tmp_path: Path, qdrant_mem0: tuple[dict[str,
     assert "no mem0 history database" in missing.stderr and "--no-history" in missing.stderr
     wrong = _cli(tmp_path, "--qdrant-path", qdrant, "--collection", "memories", "--no-history", expect=2)
     assert "no Qdrant collection 'memories'" in wrong.stderr and "mem0_entities" in wrong.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    nothing = _cli(tmp_path, "--qdrant-path", str(empty), "--no-history", expect=2)
+    assert "no local Qdrant store at" in nothing.stderr and list(empty.iterdir()) == []
     both = _cli(tmp_path, "--qdrant-path", qdrant, "--faiss-path", str(tmp_path), expect=2)
     assert "give one mem0 vector store" in both.stderr
     down = _cli(tmp_path, "--qdrant-url", f"http://127.0.0.1:{closed_port()}", "--no-history", expect=5)
@@ -271,8 +282,9 @@ def test_pgvector_import_into_memlane_on_postgres(
         _check_imported(memory, mem0, report)
         assert report.imported == sum(g is not None for g in mem0["get"].values()) and report.problems == 0
         assert memory.search("Japan trip", agent_id="planner", run_id="r1")["results"][0]["memory"].startswith("The")
-        again = import_mem0(memory, _source(config))
-        assert (again.imported, again.history_events) == (0, 0)
+    # The rerun through the command, on the store --database-url names: nothing twice.
+    again = _cli(tmp_path, "--mem0-config", str(_json_file(tmp_path, config)), database_url=migrated_postgres_url)
+    assert (again["imported"], again["history_events"], again["already_present"]) == (0, 0, len(mem0["get"]))
 
 
 @pytest.mark.parametrize("provider", ["faiss", "chroma"])

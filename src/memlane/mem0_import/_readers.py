@@ -76,8 +76,10 @@ class QdrantReader:
             self.where = f"{config['host']}:{config['port']}"
         else:
             path = Path(str(config.get("path") or "/tmp/qdrant")).expanduser()
-            if not path.is_dir():
-                raise ConfigError(f"no Qdrant directory at {path}: give mem0's vector_store path with --qdrant-path")
+            if not (path / "meta.json").is_file():  # qdrant-client would start a new store there
+                raise ConfigError(
+                    f"no local Qdrant store at {path} (no meta.json): give mem0's vector_store path with --qdrant-path"
+                )
             params, self.where = {"path": str(path)}, str(path)
         if config.get("https") is not None and "path" not in params:
             params["https"] = bool(config["https"])
