@@ -32,6 +32,7 @@ from memlane.providers import registry
 from memlane.testing import HashEmbedder
 
 HASH_PROVIDER = "mem0-import-test-hash"
+FLAKY_PROVIDER = "mem0-import-test-flaky"  # the same embedder, failing on its second call
 ORPHAN = "00000000-0000-4000-8000-00000000000a"
 CLEAN_ENV = {"MEMLANE_HOME": None, "MEMLANE_CONFIG": None, "MEMLANE_URL": None, "MEMLANE_DATABASE_URL": None,
              "MEMLANE_JSON": None, "MEMLANE_DEBUG": None, "QDRANT_API_KEY": None}  # fmt: skip
@@ -64,6 +65,7 @@ def openai_api() -> Iterator[str]:
 @pytest.fixture(scope="module", autouse=True)
 def _hash_provider() -> None:
     registry.add_embedder(HASH_PROVIDER, lambda config: HashEmbedder())
+    registry.add_embedder(FLAKY_PROVIDER, lambda config: FailingEmbedder(fail_at=2))
 
 
 def _qdrant_store(tmp: Path, api: str, ops: Sequence[Mapping[str, Any]] = SCENARIO) -> tuple[dict[str, Any], Any]:
@@ -215,9 +217,11 @@ def _json_file(tmp_path: Path, data: Mapping[str, Any]) -> Path:
     return path
 
 
-def _cli(tmp_path: Path, *args: str, expect: int = 0, database_url: str | None = None) -> Any:
+def _cli(
+    tmp_path: Path, *args: str, expect: int = 0, database_url: str | None = None, embedder: str = HASH_PROVIDER
+) -> Any:
     config = tmp_path / "memlane.json"
-    config.write_text(json.dumps({"embedder": {"provider": HASH_PROVIDER}}), encoding="utf-8")
+    config.write_text(json.dumps({"embedder": {"provider": embedder}}), encoding="utf-8")
     target = ["--database-url", database_url] if database_url else ["--home", str(tmp_path / "home")]
     argv = [*target, "--config", str(config), "--json", "import-mem0", *args]
     result = CliRunner().invoke(cli, argv, env=CLEAN_ENV, catch_exceptions=False)
@@ -244,6 +248,19 @@ def test_cli_dry_run_writes_nothing_then_imports_from_a_yaml_mem0_config(
     flags = ("--qdrant-path", config["vector_store"]["config"]["path"], "--history-db", config["history_db_path"])
     again = _cli(tmp_path, *flags, "--default-user-id", "legacy")
     assert (again["imported"], again["already_present"]) == (0, live + 1)
+
+
+def test_cli_stopped_by_a_failing_embedder_says_how_to_resume(
+    tmp_path: Path, qdrant_mem0: tuple[dict[str, Any], Any]
+) -> None:
+    config, mem0 = qdrant_mem0
+    args = ("--mem0-config", str(_json_file(tmp_path, config)), "--default-user-id", "legacy", "--batch-size", "2")
+    stopped = _cli(tmp_path, *args, expect=5, embedder=FLAKY_PROVIDER)
+    total = len(mem0["get"])  # every id mem0 knows: live ones, plus the deleted one (history only)
+    assert f"stopped after 2 of {total} mem0 memories" in stopped.stderr
+    assert "run the same command again" in stopped.stderr and "ProviderError" in stopped.stderr
+    done = _cli(tmp_path, *args)
+    assert (done["already_present"], done["imported"]) == (2, sum(g is not None for g in mem0["get"].values()) - 2)
 
 
 def test_cli_errors_say_what_to_fix(tmp_path: Path, qdrant_mem0: tuple[dict[str, Any], Any]) -> None:
