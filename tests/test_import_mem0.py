@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from mem0_fixture import fake_openai, mem0_config, write_mem0
-from wire_server import WireServer, closed_port
+from wire_server import Recorded, Reply, WireServer, closed_port
 
 from memlane import InvalidRequest, Memory, MemoryNotFound, ProviderError
 from memlane.cli import cli
@@ -282,6 +282,49 @@ def test_cli_errors_say_what_to_fix(tmp_path: Path, qdrant_mem0: tuple[dict[str,
 
 
 # -- other backends -----------------------------------------------------------------------------
+class FakeQdrantServer:
+    """Qdrant's REST API as qdrant-client uses it to list a collection (collections, scroll, count),
+    answering with the points of a store mem0 wrote locally; it records the API key it was sent."""
+
+    def __init__(self, points: list[tuple[str, dict[str, Any]]], collections: list[str]) -> None:
+        self.points, self.collections, self.keys = sorted(points), collections, set[str]()
+
+    def __call__(self, request: Recorded) -> Reply:
+        self.keys.add(request.headers.get("api-key", ""))
+        ok: dict[str, Any] = {"status": "ok", "time": 0.0}
+        body = request.body if isinstance(request.body, dict) else {}
+        if request.path == "/collections":
+            return Reply(body={**ok, "result": {"collections": [{"name": n} for n in self.collections]}})
+        if request.path.endswith("/points/scroll"):
+            ids = [i for i, _ in self.points]
+            start = ids.index(body["offset"]) if body.get("offset") is not None else 0
+            page = self.points[start : start + int(body.get("limit", 10))]
+            following = ids[start + len(page)] if start + len(page) < len(ids) else None
+            records = [{"id": i, "payload": p} for i, p in page]
+            return Reply(body={**ok, "result": {"points": records, "next_page_offset": following}})
+        if request.path.endswith("/points/count"):
+            return Reply(body={**ok, "result": {"count": 1}})
+        return Reply(body={"title": "qdrant - vector search engine", "version": "1.20.0"})
+
+
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
+def test_a_qdrant_server_by_url_and_api_key(tmp_path: Path, qdrant_mem0: tuple[dict[str, Any], Any]) -> None:
+    from qdrant_client import QdrantClient
+
+    config, mem0 = qdrant_mem0
+    local = QdrantClient(path=config["vector_store"]["config"]["path"])
+    points = [(str(p.id), dict(p.payload or {})) for p in local.scroll("mem0", limit=1000)[0]]
+    local.close()
+    fake = FakeQdrantServer(points, ["mem0", "mem0_entities"])
+    with WireServer() as server, Memory(tmp_path / "m.db", embedder=HashEmbedder()) as memory:
+        server.always(fake)
+        remote = {**config, "vector_store": {"provider": "qdrant", "config": {"url": server.url, "api_key": "s3cret",
+                                                                              "collection_name": "mem0"}}}  # fmt: skip
+        report = import_mem0(memory, _source(remote), default_user_id="legacy", batch_size=2)
+        _check_imported(memory, mem0, report)
+    assert fake.keys == {"s3cret"} and report.skipped_collections == ["mem0_entities (1 entities)"]
+
+
 BASIC: list[dict[str, Any]] = [op for op in SCENARIO if op["op"] in ("add", "update", "delete")]
 
 
