@@ -397,6 +397,7 @@ def test_an_older_history_layout_and_odd_payloads_are_tolerated_and_reported(tmp
             ("h2", "m-gone", None, "Bob had a dog", "ADD", "2024-01-02T00:00:00", None, 0),
             ("h3", "m-gone", "Bob had a dog", None, "DELETE", "2024-01-02T00:00:00", "2024-02-01T00:00:00", 1),
             ("h4", "m-gone", None, None, "NONE", "2024-02-02T00:00:00", None, 0),
+            ("h5", "m-5", None, "Bob runs marathons", "ADD", "2024-03-01T00:00:00", None, 0),
         ])  # fmt: skip
     store = tmp_path / "faiss"
     store.mkdir()
@@ -405,22 +406,30 @@ def test_an_older_history_layout_and_odd_payloads_are_tolerated_and_reported(tmp
         "m-2": {"data": "Bob plays chess", "user_id": "bob"},
         "m-3": {"data": "", "user_id": "bob"},
         "m-4": {"data": "Numbers", "user_id": 42},
+        "m-5": {"data": "Bob runs marathons", "user_id": "bob"},
     }
     (store / "mem0.json").write_text(json.dumps({"docstore": docstore, "index_to_id": {}}), encoding="utf-8")
     source = Mem0Source.from_config(
         {"vector_store": {"provider": "faiss", "config": {"path": str(store)}}, "history_db_path": str(db)}
     )
     with Memory(tmp_path / "m.db", embedder=HashEmbedder()) as memory:
+        memory.add("Bob runs marathons", user_id="bob", infer=False)  # already in memlane, under another id
         report = import_mem0(memory, source)
         assert report.imported == 1 and report.deleted_in_mem0 == 1
         chess = memory.get("m-1")
         assert chess["created_at"] == "2024-01-01T00:00:00.000000+00:00" and chess["expires_at"] is None
         assert chess["metadata"]["mem0_expiration_date"] == "someday"
         assert [e["event"] for e in memory.history("m-gone")] == ["ADD", "DELETE"]
-        assert report.duplicates == ["m-2: same text as m-1 in user_id=bob"]
+        assert report.duplicates == ["m-2: same text as m-1 in user_id=bob",
+                                     "m-5: same text as a memory already in memlane in user_id=bob"]  # fmt: skip
+        assert [e["new_memory"] for e in memory.history("m-5")] == ["Bob runs marathons"]  # its history travelled
+        with pytest.raises(MemoryNotFound):
+            memory.get("m-5")
         assert sorted(report.unmappable) == ["m-3: no text (payload key 'data' is missing or empty)",
                                              "m-4: user_id 42 is not a string"]  # fmt: skip
         assert any("'NONE'" in n for n in report.notes) and any("someday" in n for n in report.notes)
+        again = import_mem0(memory, source)
+        assert (again.imported, again.already_present, again.duplicates) == (0, 3, report.duplicates[:1])
 
 
 def test_memlane_never_imports_mem0() -> None:

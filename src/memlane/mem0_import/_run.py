@@ -153,25 +153,32 @@ class _Writer:
 
     def write(self, batch: list[Mapped]) -> None:
         """One transaction for the batch; memories memlane skipped as duplicates are reported."""
-        records = [r for m in batch for r in m.records]
         for m in batch:
             self.report.notes.extend(m.notes)
-        if not records:
+            if m.problem is not None:
+                self.report.unmappable.append(f"{m.memory_id}: {m.problem}")
+        batch = [m for m in batch if m.records]
+        if not batch:
             return
-        memories = [m for m in batch if any(r["type"] == "memory" for r in m.records)]
         if self.dry_run:
-            self.report.imported += len(memories)
+            self.report.imported += sum(m.records[0]["type"] == "memory" for m in batch)
             self.report.history_events += sum(m.events for m in batch)
             return
-        result = self.target.import_records(records, on_conflict="skip")
+        result = self.target.import_records([r for m in batch for r in m.records], on_conflict="skip")
         self.report.imported += result["imported"]
         self.report.history_events += result["history"]
         if result["skipped"]:
-            for m in batch:
-                if not _known(self.target, m.memory_id):
-                    self.report.duplicates.append(
-                        f"{m.memory_id}: same text as a memory already in memlane in {scope_label(m.scope)}"
-                    )
+            self._duplicates([m for m in batch if not _known(self.target, m.memory_id)])
+
+    def _duplicates(self, skipped: list[Mapped]) -> None:
+        """Memories whose text memlane already holds in their scope: reported; their history still travels."""
+        for m in skipped:
+            self.report.duplicates.append(
+                f"{m.memory_id}: same text as a memory already in memlane in {scope_label(m.scope)}"
+            )
+        histories = [r for m in skipped for r in m.records if r["type"] == "history"]
+        if histories:
+            self.report.history_events += self.target.import_records(histories, on_conflict="skip")["history"]
 
 
 def _memories(
@@ -197,7 +204,7 @@ def _memories(
 
 def _deleted(history: HistoryDB, ids: list[str], writer: _Writer, batch: int, tick: Callable[[int], None]) -> None:
     for start in range(0, len(ids), batch):
-        chunk = [i for i in ids[start : start + batch]]
+        chunk = ids[start : start + batch]
         fresh = [i for i in chunk if not writer.target.history(i)]
         writer.report.already_present += len(chunk) - len(fresh)
         rows: dict[str, list[Mem0Event]] = history.events(fresh)
