@@ -270,6 +270,14 @@ def test_cli_errors_say_what_to_fix(tmp_path: Path, qdrant_mem0: tuple[dict[str,
     assert "no mem0 history database" in missing.stderr and "--no-history" in missing.stderr
     wrong = _cli(tmp_path, "--qdrant-path", qdrant, "--collection", "memories", "--no-history", expect=2)
     assert "no Qdrant collection 'memories'" in wrong.stderr and "mem0_entities" in wrong.stderr
+    from qdrant_client import QdrantClient
+
+    holder = QdrantClient(path=qdrant)  # mem0 still running on its local store
+    try:
+        busy = _cli(tmp_path, "--qdrant-path", qdrant, "--no-history", expect=2)
+    finally:
+        holder.close()
+    assert "already accessed by another instance" in busy.stderr and "stop mem0 first" in busy.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
     nothing = _cli(tmp_path, "--qdrant-path", str(empty), "--no-history", expect=2)
