@@ -399,6 +399,10 @@ EXPECTED_ROUTES = {
     ("POST", "/memories"), ("GET", "/memories"), ("DELETE", "/memories"), ("GET", "/memories/{memory_id}"),
     ("PUT", "/memories/{memory_id}"), ("DELETE", "/memories/{memory_id}"), ("GET", "/memories/{memory_id}/history"),
     ("POST", "/search"), ("POST", "/reset"), ("POST", "/configure"),
+    # the paths mem0's platform client calls (memlane.server.mem0_platform_routes)
+    ("GET", "/v1/ping/"), ("POST", "/v3/memories/add/"), ("POST", "/v3/memories/search/"), ("POST", "/v3/memories/"),
+    ("GET", "/v1/memories/{memory_id}/"), ("PUT", "/v1/memories/{memory_id}/"), ("DELETE", "/v1/memories/{memory_id}/"),
+    ("DELETE", "/v1/memories/"), ("GET", "/v1/memories/{memory_id}/history/"),
 }  # fmt: skip
 
 

@@ -9,6 +9,9 @@ limits, audit and errors; a mem0 argument memlane cannot honour is a 400 with ex
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -340,3 +343,105 @@ def test_search_takes_reference_date_and_rerank(server: Mem0Server) -> None:
     expected = server.memory.search("note about tea", user_id="u", recency_weight=1.0, reference_date="2025-05-05")
     assert now[0]["memory"] == "new note about tea"
     assert [h["id"] for h in back_then] == [h["id"] for h in expected["results"]]
+
+
+# -- mem0's own platform client, pointed at memlane ------------------------------------------------
+def _platform_client(url: str, token: str) -> dict[str, Any]:
+    """What mem0's ``MemoryClient`` (mem0ai 2.x) gets from memlane (run in a subprocess: mem0 creates
+    its directory and reads MEM0_TELEMETRY when imported)."""
+    import asyncio
+
+    from mem0 import AsyncMemoryClient
+    from mem0 import MemoryClient as Mem0Client
+
+    def failure(call: Callable[[], Any]) -> list[str]:
+        try:
+            call()
+        except Exception as exc:
+            return [type(exc).__name__, str(exc)]
+        return ["no error", ""]
+
+    out: dict[str, Any] = {"wrong key": failure(lambda: Mem0Client(api_key="mlk_wrong", host=url))}
+    client = Mem0Client(api_key=token, host=url)
+    chat = [{"role": "user", "content": "I am vegetarian"}, {"role": "user", "content": "I live in Lisbon"}]
+    out["add"] = client.add(chat, user_id="alice", metadata={"src": "chat"})
+    out["add filters"] = client.add("I like tea", filters={"user_id": "bob"}, expiration_date="2030-01-01")
+    out["search"] = client.search("vegetarian", filters={"user_id": "alice"}, top_k=1)
+    out["get_all"] = client.get_all(filters={"AND": [{"user_id": "alice"}]})
+    veg = out["search"]["results"][0]["id"]
+    out["get"] = client.get(veg)
+    out["update"] = client.update(veg, text="I am pescatarian", metadata={"src": "fix"})
+    out["update expiry"] = client.update(veg, expiration_date="2030-01-01")
+    out["clear expiry"] = client.update(veg, expiration_date=None)
+    out["history"] = client.history(veg)
+    out["page"] = failure(lambda: client.get_all(filters={"user_id": "alice"}, page=2, page_size=10))
+    out["categories"] = failure(lambda: client.search("tea", filters={"user_id": "bob"}, categories=["food"]))
+    out["delete"] = client.delete(veg)
+    out["get deleted"] = failure(lambda: client.get(veg))
+    out["delete_all"] = client.delete_all(user_id="bob")
+    out["bob after"] = client.get_all(filters={"user_id": "bob"})
+
+    async def run_async() -> dict[str, Any]:
+        aclient = AsyncMemoryClient(api_key=token, host=url)
+        await aclient.add("async note", user_id="carol")
+        return dict(await aclient.search("async note", filters={"user_id": "carol"}))
+
+    out["async search"] = asyncio.run(run_async())
+    return out
+
+
+def test_mem0s_own_platform_client_works_against_memlane(server: Mem0Server, tmp_path: Path) -> None:
+    home = tmp_path / "mem0-home"
+    home.mkdir()
+    env = {**os.environ, "MEM0_TELEMETRY": "False", "HOME": str(home), "MEM0_DIR": str(home / ".mem0")}
+    result = tmp_path / "result.json"
+    command = [sys.executable, __file__, server.url, server.admin, str(result)]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(result.read_text(encoding="utf-8"))
+    assert out["wrong key"][0] == "ValueError" and "401" in out["wrong key"][1]
+    assert sorted(r["memory"] for r in out["add"]["results"]) == ["I am vegetarian", "I live in Lisbon"]
+    assert [r["event"] for r in out["add filters"]["results"]] == ["ADD"]  # for bob: delete_all below finds it
+    assert [h["memory"] for h in out["search"]["results"]] == ["I am vegetarian"]
+    assert sorted(m["memory"] for m in out["get_all"]["results"]) == ["I am vegetarian", "I live in Lisbon"]
+    assert out["get"]["memory"] == "I am vegetarian" and out["get"]["metadata"] == {"src": "chat"}
+    assert (out["update"]["memory"], out["update"]["metadata"]) == ("I am pescatarian", {"src": "fix"})
+    assert out["update expiry"]["expires_at"] == "2030-01-02T00:00:00.000000+00:00"
+    assert out["clear expiry"]["expires_at"] is None
+    assert [e["event"] for e in out["history"]] == ["ADD", "UPDATE", "UPDATE", "UPDATE"]
+    page = python_message(lambda: server.memory.get_all(user_id="alice", page=2))
+    assert out["page"][0] == "ValidationError" and page in out["page"][1]
+    categories = python_message(lambda: server.memory.search("tea", user_id="bob", categories=["food"]))
+    assert out["categories"][0] == "ValidationError" and categories in out["categories"][1]
+    assert out["delete"]["message"]
+    assert out["get deleted"][0] == "MemoryNotFoundError"
+    assert out["delete_all"]["deleted"] == 1 and out["bob after"]["results"] == []
+    assert [h["memory"] for h in out["async search"]["results"]] == ["async note"]
+    # Its writes went through memlane's audit like any other.
+    actions = [json.loads(line)["action"] for line in (server.home / "audit.log").read_text().splitlines()]
+    assert actions == ["add", "add", "update", "update", "update", "delete", "delete_all", "add"]
+
+
+def test_platform_paths_keep_a_tenant_in_its_namespace(server: Mem0Server) -> None:
+    other = server.memory.add("globex secret", user_id="globex:carol")["results"][0]["id"]
+    with server.http(server.tenant, header="authorization") as acme:
+        assert acme.get("/v1/ping/").json()["status"] == "ok"
+        error_of(acme.post("/v3/memories/add/", json={"messages": "x", "user_id": "globex:x"}), 403, "PermissionDenied")
+        search = {"query": "secret", "filters": {"user_id": "globex:carol"}}
+        error_of(acme.post("/v3/memories/search/", json=search), 403, "PermissionDenied")
+        error_of(acme.post("/v3/memories/", json={"filters": {"user_id": "globex:carol"}}), 403, "PermissionDenied")
+        for method in ("GET", "PUT", "DELETE"):
+            error_of(acme.request(method, f"/v1/memories/{other}/", json={"text": "x"}), 404, "MemoryNotFound")
+        assert acme.get(f"/v1/memories/{other}/history/").json() == []
+        error_of(acme.delete("/v1/memories/", params={"user_id": "globex:carol"}), 403, "PermissionDenied")
+        # A mem0 id memlane has no meaning for is refused, not ignored (ignored, it would widen the delete).
+        app_id = error_of(acme.delete("/v1/memories/", params={"user_id": "acme:a", "app_id": "x"}), 400,
+                          "InvalidRequest")  # fmt: skip
+        assert "app_id" in app_id
+    with server.http(token="") as anonymous:
+        error_of(anonymous.get("/v1/ping/"), 401, "AuthenticationError")
+    assert server.memory.get(other)["memory"] == "globex secret"
+
+
+if __name__ == "__main__":  # the subprocess of test_mem0s_own_platform_client_works_against_memlane
+    Path(sys.argv[3]).write_text(json.dumps(_platform_client(sys.argv[1], sys.argv[2])), encoding="utf-8")

@@ -35,6 +35,7 @@ from memlane.server import operations as ops
 from memlane.server.auth import Guard
 from memlane.server.errors import ERROR_RESPONSES, install_handlers
 from memlane.server.keys import KeyStore
+from memlane.server.mem0_platform_routes import mem0_platform_routes
 from memlane.server.mem0_routes import mem0_routes
 from memlane.server.middleware import AuditMiddleware, BodyLimitMiddleware
 from memlane.server.operations import Allowed, FiltersQuery, ListQuery, ScopeQuery, State
@@ -234,6 +235,7 @@ def create_app(
     app.include_router(api)
     mem0 = APIRouter(responses=ERROR_RESPONSES, tags=["mem0"])  # mem0's self-hosted server paths
     mem0_routes(mem0)
+    mem0_platform_routes(mem0)  # and those mem0's platform client calls
     app.include_router(mem0)
     _probe_routes(app)
     app.add_middleware(BodyLimitMiddleware, settings=settings)

@@ -36,6 +36,11 @@ WRITE_ROUTES = {
     ("DELETE", "/memories/{memory_id}"): "delete",
     ("DELETE", "/memories"): "delete_all",
     ("POST", "/reset"): "reset",
+    # mem0's platform client (mem0_platform_routes.py)
+    ("POST", "/v3/memories/add/"): "add",
+    ("PUT", "/v1/memories/{memory_id}/"): "update",
+    ("DELETE", "/v1/memories/{memory_id}/"): "delete",
+    ("DELETE", "/v1/memories/"): "delete_all",
 }
 
 

@@ -215,12 +215,15 @@ async def search(request: Request, allowed: Guard, body: SearchBody) -> SearchRe
 
 @dataclass(frozen=True)
 class ListQuery:
-    """The query parameters of a listing (``get_all``), and any of mem0's it cannot honour."""
+    """A listing's (``get_all``) arguments, and any of mem0's it cannot honour.
+
+    ``filters`` is the JSON text of a query parameter, or the object of a request body.
+    """
 
     user_id: str | None
     agent_id: str | None
     run_id: str | None
-    filters: str | None
+    filters: str | dict[str, Any] | None
     limit: int | None
     cursor: str | None
     top_k: int | None
@@ -247,7 +250,7 @@ def list_query(
 async def get_all(request: Request, allowed: Guard, query: ListQuery) -> SearchResult:
     """``Memory.get_all`` within the key's namespace."""
     refuse_unmapped("get_all", query.unmapped)
-    parsed = parse_filters(query.filters)
+    parsed = query.filters if isinstance(query.filters, dict) else parse_filters(query.filters)
     ids = {"user_id": query.user_id, "agent_id": query.agent_id, "run_id": query.run_id}
     allowed.check_scope(user_id=query.user_id, agent_id=query.agent_id, run_id=query.run_id, filters=parsed,
                         operation="get_all")  # fmt: skip
@@ -261,7 +264,12 @@ async def get_all(request: Request, allowed: Guard, query: ListQuery) -> SearchR
 async def delete_all(
     request: Request, allowed: Guard, ids: Mapping[str, str | None], filters: str | None, purge: bool
 ) -> dict[str, Any]:
-    """``Memory.delete_all`` of a scope within the key's namespace, audited with the count."""
+    """``Memory.delete_all`` of a scope within the key's namespace, audited with the count.
+
+    A mem0 argument in the query (``app_id``, ...) is refused rather than ignored: ignored, it would
+    widen the deletion to the whole of the other ids' scope.
+    """
+    refuse_unmapped("delete_all", request.query_params)
     parsed = parse_filters(filters)
     scope = allowed.check_scope(
         user_id=ids.get("user_id"), agent_id=ids.get("agent_id"), run_id=ids.get("run_id"), filters=parsed,

@@ -17,7 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidatorFunctio
 
 from memlane.core.compat import UNMAPPED
 
-__all__ = ["AddBody", "ErrorBody", "ErrorDetail", "Mem0UpdateBody", "MessageIn", "SearchBody", "UpdateBody"]
+__all__ = [
+    "AddBody",
+    "ErrorBody",
+    "ErrorDetail",
+    "ListBody",
+    "Mem0UpdateBody",
+    "MessageIn",
+    "SearchBody",
+    "UpdateBody",
+]
 
 Time = str | float
 DateText = str  # a YYYY-MM-DD date
@@ -103,6 +112,15 @@ class SearchBody(_Scoped):
         None, description="the 'now' recency is measured from (a date, time or epoch seconds; default: now)"
     )
     rerank: bool = Field(False, description="accepted for mem0 code; memlane always ranks on every signal")
+
+
+class ListBody(_Scoped):
+    """``Memory.get_all`` with its arguments in a body (mem0's platform API: ``POST /v3/memories/``)."""
+
+    limit: int | None = Field(None, description="at most this many memories (default 100)")
+    top_k: int | None = Field(None, description="mem0's name for limit (give one of them)")
+    cursor: str | None = Field(None, description="the previous page's next_cursor")
+    show_expired: bool = Field(False, description="include memories whose expires_at has passed")
 
 
 class UpdateBody(_Body):
