@@ -39,6 +39,7 @@ from memlane.server.settings import ServerSettings
 
 __all__ = [
     "Allowed",
+    "FiltersQuery",
     "ListQuery",
     "ScopeQuery",
     "State",
@@ -48,9 +49,11 @@ __all__ = [
     "delete_all",
     "get",
     "get_all",
+    "guard",
     "history",
     "list_query",
     "parse_filters",
+    "refuse_unmapped",
     "reset",
     "run",
     "search",
