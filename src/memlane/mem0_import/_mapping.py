@@ -30,6 +30,7 @@ from memlane.core.filters import to_iso
 from memlane.core.inputs import parse_time
 from memlane.core.portable import parse_records
 from memlane.core.scope import SCOPE_KEYS
+from memlane.core.text import content_hash
 from memlane.errors import InvalidRequest
 from memlane.mem0_import._history import Mem0Event
 
@@ -62,7 +63,7 @@ class Mapped:
 
     memory_id: str
     scope: tuple[str | None, str | None, str | None] = (None, None, None)
-    text_key: tuple[str, ...] | None = None
+    text_key: tuple[str, ...] | None = None  # scope, speaker and sha256 of the text: memlane's duplicate key
     records: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
     problem: str | None = None
@@ -211,7 +212,7 @@ def map_memory(
     if events:
         out.records.append({"type": "history", "memory_id": memory_id, "events": events})
         out.events = len(events)
-    out.text_key = (*(v or "" for v in out.scope), str(actor or ""), text)
+    out.text_key = (*(v or "" for v in out.scope), str(actor or ""), content_hash(text))
     return _checked(out)
 
 

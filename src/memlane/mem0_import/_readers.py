@@ -81,14 +81,20 @@ class QdrantReader:
                     f"no local Qdrant store at {path} (no meta.json): give mem0's vector_store path with --qdrant-path"
                 )
             params, self.where = {"path": str(path)}, str(path)
-        if config.get("https") is not None and "path" not in params:
-            params["https"] = bool(config["https"])
+        if "path" not in params:
+            # The client otherwise asks the server its version in a background thread, to warn about
+            # mismatches; a read-only scroll works across 1.x, and the thread would outlive a failure.
+            params["check_compatibility"] = False
+            if config.get("https") is not None:
+                params["https"] = bool(config["https"])
         try:
             self.client = qdrant.QdrantClient(**params)
-            names = [c.name for c in self.client.get_collections().collections]
         except RuntimeError as exc:  # a local directory another process holds (mem0 still running)
             raise ConfigError(f"cannot open the Qdrant directory {self.where}: {exc} (stop mem0 first)") from exc
+        try:
+            names = [c.name for c in self.client.get_collections().collections]
         except Exception as exc:
+            self.client.close()
             raise StoreError(f"cannot read Qdrant at {self.where}: {exc}") from exc
         if collection not in names:
             self.client.close()
