@@ -204,3 +204,10 @@ def test_system_messages_are_not_remembered(memory: Memory) -> None:
     with pytest.raises(InvalidRequest, match="only system messages"):
         memory.add([{"role": "system", "content": "be brief"}], user_id="alice", infer=False)
     assert [r["memory"] for r in memory.get_all(user_id="alice")["results"]] == ["I adopted a cat named Miso"]
+
+
+def test_delete_all_refuses_mem0_ids_it_cannot_honour(memory: Memory) -> None:
+    _fill(memory)
+    with pytest.raises(InvalidRequest, match="app_id"):  # ignoring it would widen the delete to all of alice
+        memory.delete_all(user_id="alice", app_id="shop")
+    assert len(memory.get_all(user_id="alice")["results"]) == len(TEXTS)

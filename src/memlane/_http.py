@@ -197,8 +197,10 @@ def delete_all_call(
     run_id: str | None = None,
     filters: Mapping[str, Any] | None = None,
     purge: bool = False,
+    **unsupported: Any,
 ) -> Call:
     """See :meth:`memlane.Memory.delete_all`."""
+    refuse_unknown("delete_all", unsupported)
     params = _body("delete_all", user_id=user_id, agent_id=agent_id, run_id=run_id, purge=_flag(purge, "purge"))
     params["filters"] = _filters(filters)
     return Call("DELETE", "/v1/memories", params=_query(params))

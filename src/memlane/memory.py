@@ -440,6 +440,7 @@ class Memory:
         run_id: str | None = None,
         filters: Mapping[str, Any] | None = None,
         purge: bool = False,
+        **unsupported: Any,
     ) -> dict[str, Any]:
         """Delete every memory of a scope; ``purge=True`` also erases the scope's history text.
 
@@ -449,6 +450,7 @@ class Memory:
         Raises:
             ScopeRequired: no scope given (there is no "delete everything" here: use ``reset``).
         """
+        refuse_unknown("delete_all", unsupported)
         scope, rest = resolve_scope(
             user_id=user_id,
             agent_id=agent_id,
