@@ -210,6 +210,18 @@ def test_memories_without_scope_are_refused_before_anything_is_written(
         assert report.without_scope == [ORPHAN] and report.problems == 1
 
 
+def test_through_a_memlane_server(tmp_path: Path, qdrant_mem0: tuple[dict[str, Any], Any]) -> None:
+    """The target may be a ``MemoryClient`` (``memlane --url ... import-mem0``): same checks, same batches."""
+    from server_harness import remote
+
+    config, mem0 = qdrant_mem0
+    with Memory(tmp_path / "m.db", embedder=HashEmbedder()) as memory, remote(memory, tmp_path / "srv") as client:
+        report = import_mem0(client, _source(config), default_user_id="legacy", batch_size=3)
+        _check_imported(memory, mem0, report)
+        again = import_mem0(client, _source(config), default_user_id="legacy")
+        assert (again.imported, again.already_present) == (0, report.found + report.deleted_in_mem0)
+
+
 # -- the command --------------------------------------------------------------------------------
 def _json_file(tmp_path: Path, data: Mapping[str, Any]) -> Path:
     path = tmp_path / "mem0.json"
