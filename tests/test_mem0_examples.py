@@ -22,8 +22,12 @@ from typing import Any
 
 import pytest
 from mem0_model import ScriptedModel
+from server_harness import serving, settings_for
 
 import memlane
+from memlane import Memory
+from memlane.server import KeyStore, create_app
+from memlane.testing import HashEmbedder
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "migrating-from-mem0.md"
 
@@ -306,6 +310,45 @@ def test_llama_index_from_config(model: ScriptedModel) -> None:
     assert ns["memory"].client.get_all(user_id="rosa")["results"][0]["memory"] == "I keep two beehives on my roof."
     assert "facts" in model.schemas()  # the config's LLM extracted it
     ns["memory"].close()
+
+
+REST = """
+import httpx
+
+BASE_URL = "http://localhost:8888"
+HEADERS = {"X-API-Key": "your-api-key"}
+
+with httpx.Client(base_url=BASE_URL, headers=HEADERS) as http:
+    added = http.post("/memories", json={
+        "messages": [{"role": "user", "content": "I prefer aisle seats on long flights."}],
+        "user_id": "omar",
+        "metadata": {"topic": "travel"},
+    }).json()
+    memory_id = added["results"][0]["id"]
+    listed = http.get("/memories", params={"user_id": "omar"}).json()
+    found = http.post("/search", json={"query": "Which seat should I book?", "user_id": "omar"}).json()
+    one = http.get(f"/memories/{memory_id}").json()
+    http.put(f"/memories/{memory_id}", json={"text": "I prefer window seats now."})
+    changes = http.get(f"/memories/{memory_id}/history").json()
+    http.delete(f"/memories/{memory_id}")
+    emptied = http.delete("/memories", params={"user_id": "omar"}).json()
+    remaining = http.get("/memories", params={"user_id": "omar"}).json()
+"""
+
+
+def test_rest_script_written_for_mem0s_server(tmp_path: Path) -> None:
+    # A script for mem0's self-hosted REST server changes its base URL and key, not its calls.
+    settings = settings_for(tmp_path)
+    key = KeyStore(settings.keys_path).create("app", admin=True)[1]
+    with Memory(tmp_path / "m.db", embedder=HashEmbedder()) as memory, serving(create_app(memory, settings)) as url:
+        script = textwrap.dedent(REST).replace("http://localhost:8888", url).replace("your-api-key", key)
+        ns: dict[str, Any] = {}
+        exec(compile(script, "<mem0 REST example>", "exec"), ns)
+    assert [r["memory"] for r in ns["listed"]["results"]] == ["I prefer aisle seats on long flights."]
+    assert ns["found"]["results"][0]["id"] == ns["memory_id"] == ns["one"]["id"]
+    assert [c["event"] for c in ns["changes"]] == ["ADD", "UPDATE"]
+    assert ns["changes"][1]["new_memory"] == "I prefer window seats now."
+    assert ns["remaining"]["results"] == [] and "message" in ns["emptied"]
 
 
 # Documented mem0 usage that cannot run unchanged, with the reason (docs/migrating-from-mem0.md).
