@@ -23,8 +23,6 @@ from memlane.mem0_import._readers import READERS, VectorReader, open_reader
 
 __all__ = ["Mem0Source", "default_history_path", "load_config_file"]
 
-_SECRET_KEYS = {"password", "api_key", "connection_string"}
-
 
 def default_history_path() -> Path:
     """mem0's default ``history_db_path``: ``$MEM0_DIR/history.db``, else ``~/.mem0/history.db``."""
@@ -106,6 +104,10 @@ class Mem0Source:
             raise ConfigError("mem0 config: vector_store.config must be a mapping")
         merged = {**settings, **{k: v for k, v in (overrides or {}).items() if v is not None}}
         collection = str(merged.pop("collection_name", None) or "mem0")
+        if not any(merged.get(k) for k in ("path", "url", "host", "connection_string", "dbname")):
+            # mem0's own defaults (chroma: "db", relative to where mem0 ran)
+            default = {"qdrant": "/tmp/qdrant", "faiss": f"/tmp/faiss/{collection}", "chroma": "db"}.get(provider)
+            merged = {**merged, "path": default} if default else merged
         path = config.get("history_db_path")
         history_db = (Path(str(path)).expanduser() if path else default_history_path()) if history else None
         return cls(provider=provider, config=merged, collection=collection, history_db=history_db)
@@ -115,11 +117,7 @@ class Mem0Source:
         where = next((str(self.config[k]) for k in ("path", "url", "host", "dbname") if self.config.get(k)), "")
         if not where and self.provider == "pgvector":
             where = "(connection string)" if self.config.get("connection_string") else "postgres"
-        return f"{self.provider} {where or '(default location)'}, collection {self.collection}".replace("  ", " ")
-
-    def public_config(self) -> dict[str, Any]:
-        """The vector store config with secrets masked, for reports."""
-        return {k: ("***" if k in _SECRET_KEYS and v else v) for k, v in self.config.items()}
+        return f"{self.provider} {where}, collection {self.collection}"
 
     def open(self) -> VectorReader:
         """Open the vector store for reading.
