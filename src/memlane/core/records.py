@@ -7,6 +7,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
+from memlane.core.graph import EntityMention, RelationClaim
 from memlane.protocols import Vector
 from memlane.types import AddEvent, MemoryItem
 
@@ -62,6 +63,10 @@ class NewMemory:
     # Verbatim chat messages link to the message before them (see SQLiteStore.insert).
     conversational: bool = False
     passages: list[NewPassage] = field(default_factory=list)
+    # The entities it names and the relations it states (core.graph); the store resolves them
+    # against the scope's entities inside the write transaction.
+    entities: tuple[EntityMention, ...] = ()
+    relations: tuple[RelationClaim, ...] = ()
 
 
 @dataclass(frozen=True)
