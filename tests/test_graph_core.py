@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -12,9 +13,16 @@ from memlane.core.graph import (
     EntityMention,
     Relation,
     RelationPlan,
+    detect_names,
+    entity_candidates,
+    find_entity,
+    neighbours,
     normalise_name,
     normalise_predicate,
+    path,
     plan_relations,
+    query_entities,
+    relations_of,
     resolve,
 )
 
@@ -123,3 +131,129 @@ def test_open_at() -> None:
     r = Relation("r", "a", "p", "b", "2026-01-01", "2026-03-01", None, *SCOPE, NOW)
     assert r.open_at("2026-02-01") and not r.open_at("2026-03-01") and not r.open_at("2025-12-31")
     assert not r.open_at(None)
+
+
+# -- names without an LLM ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("Yesterday I met Alice Chen and Bob at Project Atlas.", ["Alice Chen", "Bob", "Project Atlas"]),
+        ("Went to Paris with my manager Alice. Alice's team is great!", ["Paris", "Alice"]),
+        ("Alice manages Bob.", ["Bob"]),  # a lone word opening a sentence may be any word
+        ("Alice's dog is Max.", ["Alice", "Max"]),  # ... unless it is possessive
+        ("NASA hired Dr. Alice Chen.", ["NASA", "Alice Chen"]),  # an acronym; "Dr." ends no sentence
+        ("Hey Mel! Good to see you. I went there on Monday in June.", ["Mel"]),
+        ("She joined the Bank of America office in New York, of course.", ["Bank of America", "New York"]),
+        ("Thanks, Caroline. The Museum of Modern Art, then Alice's.", ["Caroline", "Museum of Modern Art", "Alice"]),
+        ("i love it, ok? Thanks!", []),
+        ("Bob met bob and BOB.", ["Bob"]),  # each name once
+    ],
+)
+def test_detect_names(text: str, names: list[str]) -> None:
+    found = detect_names(text)
+    assert [m.name for m in found] == names
+    assert all(m.type is None for m in found)
+
+
+def entities_of(*names: str | tuple[str, tuple[str, ...]]) -> list[Entity]:
+    out = []
+    for i, n in enumerate(names):
+        name, aliases = (n, ()) if isinstance(n, str) else n
+        out.append(entity(f"e{i}", name, aliases=aliases))
+    return out
+
+
+def test_find_entity_follows_the_resolution_rules() -> None:
+    known = entities_of(("Alice Chen", ("Alice",)), "Alice Wong", "Bob Stone")
+    assert find_entity("my manager Alice", known) is known[0]  # an alias, exactly
+    assert find_entity("Bob", known) is known[2]  # the only Bob
+    assert find_entity("Carol", known) is None
+    assert find_entity("Wong", known) is known[1]
+    assert [e.name for e in entity_candidates("alice", known)] == ["Alice Chen", "Alice Wong"]
+
+
+def test_query_entities_reads_sentence_starts_and_lower_case_names() -> None:
+    known = entities_of("Alice Chen", "Project X", "Bob", ("user", ()))
+    assert [e.name for e in query_entities("Who reports to Alice's directs?", known)] == ["Alice Chen"]
+    assert [e.name for e in query_entities("Which projects share a lead with Project X?", known)] == ["Project X"]
+    assert [e.name for e in query_entities("what does bob think of alice chen", known)] == ["Alice Chen", "Bob"]
+    assert query_entities("What does the user like?", known) == []  # "user" is every memory's subject
+
+
+# -- traversal -----------------------------------------------------------------------------------
+
+
+def org_chart() -> tuple[dict[str, str], list[Relation]]:
+    """A small org chart and project graph, built from claims as a store would build it."""
+    names = ["Alice", "Bob", "Carol", "Dan", "Erin", "Frank", "Project X", "Project Y", "Project Z", "Project W"]
+    counter = ids()
+    out = resolve([EntityMention(n) for n in names], [], scope=SCOPE, now=NOW, new_id=lambda: f"e{next(counter)}")
+    by_name = dict(zip(names, out.ids, strict=True))
+    claims = [
+        ("Alice", "manages", "Bob"), ("Carol", "reports to", "Alice"), ("Dan", "reports_to", "Bob"),
+        ("Erin", "reports_to", "Carol"), ("Frank", "reports_to", "Dan"),
+        ("Alice", "leads", "Project X"), ("Bob", "leads", "Project X"), ("Alice", "leads", "Project Y"),
+        ("Bob", "leads", "Project Z"), ("Frank", "leads", "Project W"), ("Dan", "works_on", "Project W"),
+    ]  # fmt: skip
+    resolved = [(by_name[s], p, by_name[o], False) for s, p, o in claims]
+    counter = ids()
+    made = plan_relations(resolved, [], memory_id="m1", valid_from="2026-01-01", scope=SCOPE, now=NOW,
+                          new_id=lambda: f"r{next(counter)}")  # fmt: skip
+    return by_name, made.new
+
+
+def test_who_reports_to_alices_directs() -> None:
+    e, rels = org_chart()
+    name = {v: k for k, v in e.items()}
+    # Alice's directs: whom she manages, and who reports to her.
+    directs = {r.object_id for r in relations_of(e["Alice"], rels, predicate="manages", direction="out")}
+    directs |= {r.subject_id for r in relations_of(e["Alice"], rels, predicate="Reports to", direction="in")}
+    assert {name[d] for d in directs} == {"Bob", "Carol"}
+    theirs = {r.subject_id for d in directs for r in relations_of(d, rels, predicate="reports_to", direction="in")}
+    assert {name[t] for t in theirs} == {"Dan", "Erin"}  # not Frank: he reports to Dan
+
+
+def test_which_projects_share_a_lead_with_project_x() -> None:
+    e, rels = org_chart()
+    name = {v: k for k, v in e.items()}
+    leads = {r.subject_id for r in relations_of(e["Project X"], rels, predicate="leads", direction="in")}
+    shared = {r.object_id for lead in leads for r in relations_of(lead, rels, predicate="leads", direction="out")}
+    assert {name[p] for p in shared - {e["Project X"]}} == {"Project Y", "Project Z"}
+
+
+def test_neighbours_and_paths() -> None:
+    e, rels = org_chart()
+    name = {v: k for k, v in e.items()}
+    assert {name[n]: d for n, d in neighbours(e["Alice"], rels).items()} == {
+        "Bob": 1, "Carol": 1, "Project X": 1, "Project Y": 1,
+    }  # fmt: skip
+    two = {name[n]: d for n, d in neighbours(e["Alice"], rels, depth=2).items()}
+    assert two["Dan"] == 2 and two["Erin"] == 2 and two["Project Z"] == 2 and "Frank" not in two
+    chain = path(e["Erin"], e["Frank"], rels)
+    assert chain is not None
+    assert [(name[r.subject_id], r.predicate, name[r.object_id]) for r in chain] == [
+        ("Erin", "reports_to", "Carol"), ("Carol", "reports_to", "Alice"), ("Alice", "manages", "Bob"),
+        ("Dan", "reports_to", "Bob"), ("Frank", "reports_to", "Dan"),
+    ]  # fmt: skip
+    assert path(e["Erin"], e["Frank"], rels, max_depth=4) is None
+    assert path(e["Bob"], e["Bob"], rels) == []
+    assert path(e["Bob"], "nobody", rels) is None
+    with pytest.raises(ValueError, match="depth"):
+        neighbours(e["Alice"], rels, depth=0)
+    with pytest.raises(ValueError, match="direction"):
+        relations_of(e["Alice"], rels, direction="up")  # type: ignore[arg-type]
+
+
+def test_traversal_sees_the_graph_as_it_was() -> None:
+    old = relation("r0", "bob", "reports_to", "alice", since="2026-01-01")
+    moved = plan([("bob", "reports_to", "carol", True)], [old], since="2026-05-01")
+    closed = dict(moved.closed)
+    rels = [replace(old, valid_until=closed["r0"]), *moved.new]
+    assert [r.object_id for r in relations_of("bob", rels)] == ["carol"]
+    assert [r.object_id for r in relations_of("bob", rels, as_of="2026-03-01")] == ["alice"]
+    assert neighbours("alice", rels) == {} and neighbours("alice", rels, as_of="2026-03-01") == {"bob": 1}
+    assert path("alice", "carol", rels) is None
+    assert path("alice", "carol", rels, as_of="2026-03-01") is None
+    assert relations_of("bob", rels, as_of="2025-01-01") == []

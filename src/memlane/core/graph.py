@@ -23,25 +23,41 @@ already states is not repeated; an *exclusive* claim ("Bob reports to Carol": a 
 object for this predicate at a time) closes the open relations with the same subject and predicate
 and another object, at the time the new one starts. Closed relations stay, with ``valid_until``,
 for history and ``as_of``.
+
+Without an LLM (:func:`detect_names`), a memory's entities are its capitalised names and it states
+no relations. Queries name entities the same way (:func:`query_entities`). Traversal
+(:func:`relations_of`, :func:`neighbours`, :func:`path`) walks the relations that hold at a time.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from memlane.core.text import STOP_WORDS
 
 __all__ = [
     "ENTITY_TYPES",
+    "Direction",
     "Entity",
     "EntityMention",
     "Relation",
     "RelationClaim",
     "RelationPlan",
     "Resolution",
+    "detect_names",
+    "entity_candidates",
+    "find_entity",
+    "neighbours",
     "normalise_name",
     "normalise_predicate",
+    "path",
     "plan_relations",
+    "query_entities",
+    "relations_of",
     "resolve",
 ]
 
@@ -290,3 +306,239 @@ def plan_relations(
         plan.new.append(relation)
         current.append(relation)
     return plan
+
+
+# -- names without an LLM -----------------------------------------------------------------------
+
+# Capitalised words that are rarely names: they start sentences, or name days and months.
+_NOT_NAMES = STOP_WORDS | {
+    "yesterday", "today", "tonight", "tomorrow", "last", "next", "please", "sure", "great", "cool", "nice",
+    "maybe", "also", "anyway", "actually", "congrats", "congratulations", "sorry", "wait", "hmm", "lol", "wow",
+    "awesome", "good", "bad", "glad", "happy", "love", "thanks", "user", "assistant",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january", "february",
+    "march", "april", "june", "july", "august", "september", "october", "november", "december",
+}  # fmt: skip
+# Lower-case words that sit inside a name ("Bank of America", "Ludwig van Beethoven").
+_CONNECTORS = {"of", "de", "van", "von", "da", "del", "der", "di", "la", "le", "du"}
+# A dot after these ends an abbreviation, not a sentence ("Dr. Alice Chen").
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "mt"}
+_NOT_NAMES |= {"mr", "mrs", "ms", "dr", "prof"}
+_NAME_WORD = re.compile(r"[^\W\d_](?:[\w'’-]*[^\W_])?", re.UNICODE)
+_SENTENCE_END = re.compile(r"[.!?:;\n]")
+_MAX_NAME_WORDS = 6
+_MAX_MENTIONS = 32
+
+
+@dataclass
+class _Run:
+    """Consecutive capitalised words; ``at_start``: the first begins a sentence."""
+
+    words: list[str]
+    at_start: bool
+    possessive: bool = False
+
+
+def _bare(word: str) -> tuple[str, bool]:
+    """The word without a possessive ``'s``; whether it had one."""
+    for suffix in ("'s", "’s"):
+        if word.endswith(suffix) and len(word) > len(suffix):
+            return word[: -len(suffix)], True
+    return word, False
+
+
+def _runs(text: str) -> list[_Run]:
+    """Capitalised word sequences (connectors allowed inside), broken by punctuation and non-name words."""
+    out: list[_Run] = []
+    run: _Run | None = None
+    connectors: list[str] = []
+    end, prev = 0, ""
+    for match in _NAME_WORD.finditer(text):
+        gap = text[end : match.start()]
+        end = match.end()
+        sentence_start = prev == "" or (bool(_SENTENCE_END.search(gap)) and prev.casefold() not in _ABBREVIATIONS)
+        if gap.strip():  # punctuation between two words ends a run
+            run, connectors = None, []
+        word, possessive = _bare(match[0])
+        prev = word
+        folded = word.casefold()
+        if run is not None and folded in _CONNECTORS and not word[:1].isupper():
+            connectors.append(word)
+            continue
+        if not word[:1].isupper() or folded in _NOT_NAMES:
+            run, connectors = None, []
+            continue
+        if run is None:
+            run = _Run([word], sentence_start)
+            out.append(run)
+        else:
+            run.words += [*connectors, word]
+        connectors = []
+        if possessive:  # "Alice's manager": the name ends at the possessive
+            run.possessive = True
+            run = None
+    return out
+
+
+def detect_names(text: str) -> list[EntityMention]:
+    """Names in ``text`` found without an LLM (type unknown): capitalised word sequences.
+
+    A single capitalised word that starts a sentence counts only when it is clearly a name: the
+    text also capitalises it mid-sentence, it is possessive ("Alice's"), or it is an acronym.
+    Stop words, days, months and common sentence openers never count; a possessive ``'s`` is
+    dropped. Each name once (by :func:`normalise_name`), in order of first use.
+    """
+    runs = _runs(text)
+    mid = {r.words[0].casefold() for r in runs if not r.at_start} | {w.casefold() for r in runs for w in r.words[1:]}
+    found: dict[str, EntityMention] = {}
+    for run in runs:
+        first = run.words[0]
+        clear = run.possessive or first.casefold() in mid or (first.isupper() and len(first) > 1)
+        if (run.at_start and len(run.words) == 1 and not clear) or len(run.words) > _MAX_NAME_WORDS:
+            continue
+        name = " ".join(run.words)
+        key = normalise_name(name)
+        if key and key not in found:
+            found[key] = EntityMention(name)
+    return list(found.values())[:_MAX_MENTIONS]
+
+
+def find_entity(name: str, entities: Sequence[Entity], kind: str | None = None) -> Entity | None:
+    """The entity ``name`` refers to, by the rules of :func:`resolve`, or None (unknown or ambiguous)."""
+    key = normalise_name(name)
+    return _match(EntityMention(name, kind), key, entities) if key else None
+
+
+def entity_candidates(name: str, entities: Sequence[Entity]) -> list[Entity]:
+    """Every entity that could be meant by ``name`` (for a message when :func:`find_entity` finds none)."""
+    key = normalise_name(name)
+    if not key:
+        return []
+    words = key.split()
+    return [e for e in entities if key in e.names() or any(_is_affix(words, n.split()) for n in e.names())]
+
+
+def query_entities(text: str, entities: Sequence[Entity]) -> list[Entity]:
+    """The entities of the scope a query names, in order of first mention.
+
+    A capitalised word sequence (sentence starts included: "Alice's directs?") resolves as in
+    :func:`find_entity`; a known name or alias also counts when written in lower case ("alice
+    chen"), unless it is a stop word.
+    """
+    found: dict[str, Entity] = {}
+    for run in _runs(text):
+        hit = find_entity(" ".join(run.words), entities)
+        if hit is not None:
+            found.setdefault(hit.id, hit)
+    words = normalise_name(text).split()
+    padded = f" {' '.join(words)} "
+    for entity in entities:
+        names = [n for n in entity.names() if n not in _NOT_NAMES and len(n) > 1]
+        if entity.id not in found and any(f" {n} " in padded for n in names):
+            found[entity.id] = entity
+    return list(found.values())
+
+
+# -- traversal -----------------------------------------------------------------------------------
+
+Direction = Literal["out", "in", "both"]
+
+
+def relations_of(
+    entity_id: str,
+    relations: Iterable[Relation],
+    *,
+    predicate: str | None = None,
+    as_of: str | None = None,
+    direction: Direction = "both",
+) -> list[Relation]:
+    """The relations of one entity that hold at ``as_of`` (None: now), oldest first.
+
+    Args:
+        predicate: only this predicate (normalised, so "Reports to" is ``reports_to``).
+        direction: ``"out"`` where the entity is the subject, ``"in"`` the object, ``"both"``.
+    Raises:
+        ValueError: an unknown direction.
+    """
+    if direction not in ("out", "in", "both"):
+        raise ValueError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+    pred = normalise_predicate(predicate) if predicate is not None else None
+    out = [
+        r
+        for r in relations
+        if r.open_at(as_of)
+        and (pred is None or r.predicate == pred)
+        and ((direction != "in" and r.subject_id == entity_id) or (direction != "out" and r.object_id == entity_id))
+    ]
+    return sorted(out, key=lambda r: (r.valid_from, r.id))
+
+
+def _adjacency(relations: Iterable[Relation], as_of: str | None) -> dict[str, list[tuple[str, Relation]]]:
+    """Each entity's neighbours over the relations holding at ``as_of``, either direction, in a stable order."""
+    adj: dict[str, list[tuple[str, Relation]]] = {}
+    for r in sorted(relations, key=lambda r: (r.valid_from, r.id)):
+        if r.open_at(as_of):
+            adj.setdefault(r.subject_id, []).append((r.object_id, r))
+            adj.setdefault(r.object_id, []).append((r.subject_id, r))
+    return adj
+
+
+def neighbours(
+    entity_id: str, relations: Iterable[Relation], *, depth: int = 1, as_of: str | None = None
+) -> dict[str, int]:
+    """Entities within ``depth`` relations of ``entity_id`` (either direction) -> their distance.
+
+    Raises:
+        ValueError: ``depth`` below 1.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be 1 or more, got {depth}")
+    adj = _adjacency(relations, as_of)
+    dist = {entity_id: 0}
+    queue = deque([entity_id])
+    while queue:
+        node = queue.popleft()
+        if dist[node] == depth:
+            continue
+        for other, _ in adj.get(node, ()):
+            if other not in dist:
+                dist[other] = dist[node] + 1
+                queue.append(other)
+    del dist[entity_id]
+    return dist
+
+
+def path(
+    a: str, b: str, relations: Iterable[Relation], *, as_of: str | None = None, max_depth: int = 6
+) -> list[Relation] | None:
+    """The shortest chain of relations from ``a`` to ``b`` (each may be walked either way), or None.
+
+    ``[]`` when ``a == b``; None when no chain of at most ``max_depth`` relations joins them.
+    Among equally short chains, the one through older relations wins (a stable answer).
+    """
+    if a == b:
+        return []
+    adj = _adjacency(relations, as_of)
+    parent: dict[str, tuple[str, Relation] | None] = {a: None}
+    frontier = [a]
+    for _ in range(max_depth):
+        nxt: list[str] = []
+        for node in frontier:
+            for other, rel in adj.get(node, ()):
+                if other in parent:
+                    continue
+                parent[other] = (node, rel)
+                if other == b:
+                    return _walk_back(parent, b)
+                nxt.append(other)
+        frontier = nxt
+    return None
+
+
+def _walk_back(parent: dict[str, tuple[str, Relation] | None], node: str) -> list[Relation]:
+    chain: list[Relation] = []
+    step = parent[node]
+    while step is not None:
+        node, rel = step
+        chain.append(rel)
+        step = parent[node]
+    return chain[::-1]
