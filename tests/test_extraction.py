@@ -3,6 +3,7 @@ outcome, provenance, as_of, scope safety, malformed output, failures, usage, pro
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,8 +24,12 @@ from memlane import (
     ProviderError,
     ProviderTimeout,
 )
+from memlane.core.extraction import FACTS_SCHEMA, parse_facts
+from memlane.core.graph import ENTITY_TYPES, EntityMention, RelationClaim
+from memlane.core.records import FactOutcome, FactPlan
 from memlane.protocols import Completion
 from memlane.providers import registry
+from memlane.stores.sqlite import SQLiteStore
 from memlane.testing import FakeLLM, FakeRequest, FrozenClock, HashEmbedder
 
 T0 = datetime(2026, 5, 12, 9, 30, tzinfo=UTC)  # a Tuesday
@@ -447,3 +452,114 @@ def test_near_duplicates_need_the_same_words_to_skip_the_model(tmp_path: Path, l
     llm.queue(FakeLLM.facts("Melanie has two children."), FakeLLM.decisions(("f1", "UPDATE", "m1")))
     changed = m.add("two kids", user_id="u")
     assert changed["usage"]["llm_calls"] == 2 and changed["results"][0]["event"] == "UPDATE"
+
+
+# -- entities and relations ----------------------------------------------------------------------
+
+
+def test_the_facts_schema_asks_for_entities_and_relations_and_stays_strict() -> None:
+    from memlane.providers.openai import strict_compatible
+
+    item = FACTS_SCHEMA["properties"]["facts"]["items"]
+    assert item["required"] == ["text", "from", "entities", "relations"]
+    assert item["properties"]["entities"]["items"]["properties"]["type"]["enum"] == list(ENTITY_TYPES)
+    assert strict_compatible(FACTS_SCHEMA)  # every property required, no extras: OpenAI strict mode
+
+
+def test_parse_facts_reads_entities_and_relations() -> None:
+    answer = {
+        "facts": [
+            {
+                "text": "Bob reports to Alice Chen.",
+                "from": [1],
+                "entities": [{"name": "Bob", "type": "person"}, {"name": " Alice  Chen ", "type": "Person"}],
+                "relations": [{"subject": "Bob", "predicate": "reports_to", "object": "Alice Chen", "exclusive": True}],
+            }
+        ]
+    }
+    (fact,) = parse_facts(answer, 1)
+    assert fact.entities == (EntityMention("Bob", "person"), EntityMention("Alice Chen", "person"))
+    assert fact.relations == (RelationClaim("Bob", "reports_to", "Alice Chen", True),)
+
+
+def test_parse_facts_drops_bad_entities_and_relations_never_the_fact() -> None:
+    answer = {
+        "facts": [
+            {"text": "Old shape, no graph.", "from": [1]},
+            {
+                "text": "Dan works on Atlas with Erin.",
+                "from": [1],
+                "entities": [
+                    {"name": "Dan", "type": "alien"},  # unknown type: kept, type unknown
+                    {"type": "person"},
+                    {"name": ""},
+                    {"name": 7},
+                    None,
+                    "Erin",  # no name / bare string
+                    {"name": "x" * 300, "type": "person"},  # not a name
+                    {"name": "dan", "type": "person"},  # the same name again
+                ],
+                "relations": [
+                    {"subject": "Dan", "predicate": "works on", "object": "Atlas", "exclusive": "yes"},
+                    {"subject": "Dan", "predicate": "works_on", "object": ""},  # no object
+                    {"subject": "Dan", "predicate": "is", "object": "dan", "exclusive": False},  # itself
+                    "Dan -> Atlas",
+                    None,
+                ],
+            },
+            {"text": "Graph keys of the wrong type.", "from": [1], "entities": "Dan", "relations": {"a": 1}},
+        ]
+    }
+    old, dan, wrong = parse_facts(answer, 1)
+    assert (old.entities, old.relations, wrong.entities, wrong.relations) == ((), (), (), ())
+    assert dan.relations == (RelationClaim("Dan", "works on", "Atlas", False),)  # "yes" is not true
+    # A relation's ends are entities even when the model did not list them.
+    assert dan.entities == (EntityMention("Dan", None), EntityMention("Erin", None), EntityMention("Atlas", None))
+
+
+def test_the_prompt_asks_for_entities_with_one_worked_example(memory: Memory, llm: FakeLLM) -> None:
+    llm.queue(FakeLLM.facts("The user likes tea."))
+    memory.add("tea", user_id="u")
+    request = llm.requests[0]
+    assert request.schema == FACTS_SCHEMA
+    assert '"entities"' in request.system and '"relations"' in request.system and "reports_to" in request.system
+    example = json.loads(request.system.rsplit("Answer:\n", 1)[1])  # the worked example is valid and parses
+    assert parse_facts(example, 3)[0].relations == (RelationClaim("user", "owns", "Max", False),)
+
+
+class RecordingStore(SQLiteStore):
+    """The real SQLite store, keeping every fact plan it is given (to see what a write carries)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.plans: list[FactPlan] = []
+
+    def apply_facts(self, plan: FactPlan, now: datetime) -> list[FactOutcome]:
+        self.plans.append(plan)
+        return super().apply_facts(plan, now)
+
+
+def test_added_and_updated_facts_carry_their_entities_and_relations(tmp_path: Path, llm: FakeLLM) -> None:
+    store = RecordingStore(tmp_path / "m.db")
+    graph = {
+        "entities": [{"name": "Bob", "type": "person"}, {"name": "Alice", "type": "person"}],
+        "relations": [{"subject": "Bob", "predicate": "reports_to", "object": "Alice", "exclusive": True}],
+    }
+    llm.queue({"facts": [{"text": "Bob reports to Alice.", "from": [1], **graph}]})
+    moved = {
+        "entities": [{"name": "Bob", "type": "person"}, {"name": "Carol", "type": "person"}],
+        "relations": [{"subject": "Bob", "predicate": "reports_to", "object": "Carol", "exclusive": True}],
+    }
+    llm.queue(
+        {"facts": [{"text": "Bob now reports to Carol.", "from": [1], **moved}]},
+        FakeLLM.decisions(("f1", "UPDATE", "m1", "Bob reports to Carol since May.")),
+    )
+    with Memory(store=store, embedder=HashEmbedder(), llm=llm, config=CONFIG) as m:
+        m.add("Bob reports to Alice", user_id="u")
+        result = m.add("Bob reports to Carol now", user_id="u")
+    assert result["results"][0]["event"] == "UPDATE"
+    first, second = (plan.writes[0] for plan in store.plans)
+    assert first.action == "ADD" and first.new.relations == (RelationClaim("Bob", "reports_to", "Alice", True),)
+    assert second.action == "UPDATE" and second.new.memory == "Bob reports to Carol since May."
+    assert second.new.entities == (EntityMention("Bob", "person"), EntityMention("Carol", "person"))
+    assert second.new.relations == (RelationClaim("Bob", "reports_to", "Carol", True),)

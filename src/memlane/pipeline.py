@@ -1,11 +1,11 @@
 """The ``add(infer=True)`` pipeline: extract facts, find related memories, reconcile, write once.
 
-Per ``add``: one extraction call; one batched embedding of the facts; a reconciliation call only
-for facts that have related memories in the scope (so one LLM call when the scope holds nothing
-similar); exact and near duplicates are settled without the model. A repair call follows only an
-answer that cannot be parsed. All writes (facts, past versions, provenance, history) then commit
-in one store transaction; a failure anywhere before it writes nothing.
-"""
+Per ``add``: one extraction call (which also names each fact's entities and relations); one
+batched embedding of the facts; a reconciliation call only for facts that have related memories
+in the scope (so one LLM call when the scope holds nothing similar); exact and near duplicates
+are settled without the model. A repair call follows only an answer that cannot be parsed. All
+writes (facts, their entities and relations, past versions, provenance, history) then commit in
+one store transaction; a failure anywhere before it writes nothing."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ class FactPipeline:
         if not facts:
             return AddResult(results=[], mode="extracted", usage=usage)
         vectors = self.embedder.embed([f.text for f in facts], kind="document")
-        rows = [self._row(f.text, vectors[i], ctx) for i, f in enumerate(facts)]
+        rows = [self._row(f.text, vectors[i], ctx, fact=f) for i, f in enumerate(facts)]
         related = self._related(vectors, ctx)
         writes: list[FactWrite | None] = []
         pending: list[int] = []
@@ -169,7 +169,15 @@ class FactPipeline:
             results.append(item)
         return AddResult(results=results, mode="extracted", usage=usage)
 
-    def _row(self, text: str, vector: Vector, ctx: AddContext, metadata: dict[str, Any] | None = None) -> NewMemory:
+    def _row(
+        self,
+        text: str,
+        vector: Vector,
+        ctx: AddContext,
+        metadata: dict[str, Any] | None = None,
+        fact: Fact | None = None,
+    ) -> NewMemory:
+        """The memory a fact writes, with the entities and relations it states (ADD and UPDATE alike)."""
         return NewMemory(
             id=str(uuid.uuid4()),
             memory=text,
@@ -185,6 +193,8 @@ class FactPipeline:
             created_at=to_iso(ctx.now),
             timestamp=to_iso(ctx.when),
             expires_at=ctx.expires_at,
+            entities=fact.entities if fact is not None else (),
+            relations=fact.relations if fact is not None else (),
         )
 
     def _related(self, vectors: Any, ctx: AddContext) -> list[list[tuple[Known, float]]]:
@@ -258,7 +268,7 @@ class FactPipeline:
             for (i, text), vec in zip(rewrites, vectors, strict=True):
                 write = writes[i]
                 assert write is not None
-                write.new = self._row(text, vec, ctx)
+                write.new = self._row(text, vec, ctx, fact=facts[i])
 
     # -- procedural memory --------------------------------------------------------------------
     def add_procedure(self, ctx: AddContext) -> AddResult:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from memlane.core.graph import ENTITY_TYPES, EntityMention, RelationClaim
 from memlane.core.inputs import ChatMessage
 from memlane.protocols import PromptMessage
 
@@ -29,7 +30,27 @@ __all__ = [
 ]
 
 MAX_FACT_CHARS = 2_000
+MAX_NAME_CHARS = 200  # an entity name or predicate longer than this is not one
+MAX_ITEMS = 32  # entities, and relations, kept per fact
 
+_ENTITY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "type": {"type": "string", "enum": list(ENTITY_TYPES)}},
+    "required": ["name", "type"],
+    "additionalProperties": False,
+}
+_RELATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "subject": {"type": "string"},
+        "predicate": {"type": "string"},
+        "object": {"type": "string"},
+        "exclusive": {"type": "boolean"},
+    },
+    "required": ["subject", "predicate", "object", "exclusive"],
+    "additionalProperties": False,
+}
+# Every property required (empty arrays allowed): OpenAI's strict structured output needs it.
 FACTS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -40,8 +61,10 @@ FACTS_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "text": {"type": "string"},
                     "from": {"type": "array", "items": {"type": "integer"}},
+                    "entities": {"type": "array", "items": _ENTITY_SCHEMA},
+                    "relations": {"type": "array", "items": _RELATION_SCHEMA},
                 },
-                "required": ["text", "from"],
+                "required": ["text", "from", "entities", "relations"],
                 "additionalProperties": False,
             },
         }
@@ -75,16 +98,29 @@ Each message carries its date. Turn relative times ("yesterday", "last Tuesday",
 2026-02-28" or "in April 2026". Write the memories in the language of the conversation.
 
 List in "from" the numbers of the messages each memory comes from.
-Answer with JSON only, in this shape: {"facts": [{"text": "...", "from": [1]}]}. \
-With nothing to remember, answer {"facts": []}.
+
+For each memory also list:
+- "entities": the people, organizations, places, projects, products and events it names, with \
+"name" as written and "type" one of person, organization, place, project, product, event, other. \
+The user is "user". No pronouns.
+- "relations" between those entities: "subject" and "object" (names as listed), "predicate" (a \
+short snake_case verb: manages, reports_to, works_on, lives_in, leads, owns) and "exclusive" \
+(true when the subject has one such object at a time, as with reports_to or lives_in).
+Lists may be empty.
+
+Answer with JSON only, in this shape: {"facts": [{"text": "...", "from": [1], "entities": [], \
+"relations": []}]}. With nothing to remember, answer {"facts": []}.
 
 Example conversation:
 [1] user (Monday 2026-03-02): Hi! We finally adopted a dog last Saturday, a beagle called Max.
 [2] assistant (Monday 2026-03-02): Congratulations! I've set a reminder for Max's vet visit next Friday.
 [3] user (Monday 2026-03-02): thanks, you're the best
 Answer:
-{"facts": [{"text": "The user adopted a beagle named Max on 2026-02-28.", "from": [1]}, \
-{"text": "The assistant set a reminder for Max's vet visit on 2026-03-06.", "from": [2]}]}"""
+{"facts": [{"text": "The user adopted a beagle named Max on 2026-02-28.", "from": [1], "entities": \
+[{"name": "user", "type": "person"}, {"name": "Max", "type": "other"}], "relations": [{"subject": \
+"user", "predicate": "owns", "object": "Max", "exclusive": false}]}, {"text": "The assistant set a \
+reminder for Max's vet visit on 2026-03-06.", "from": [2], "entities": [{"name": "Max", "type": \
+"other"}], "relations": []}]}"""
 
 
 @dataclass(frozen=True)
@@ -109,10 +145,13 @@ class Steering:
 
 @dataclass(frozen=True)
 class Fact:
-    """One extracted fact and the 0-based indices of the messages it came from."""
+    """One extracted fact, the 0-based indices of the messages it came from, the entities it
+    names and the relations it states (names as written; the store resolves them)."""
 
     text: str
     sources: tuple[int, ...] = field(default_factory=tuple)
+    entities: tuple[EntityMention, ...] = ()
+    relations: tuple[RelationClaim, ...] = ()
 
 
 def _when(dt: datetime) -> str:
@@ -140,7 +179,9 @@ def parse_facts(obj: Any, n_messages: int) -> list[Fact]:
     """Validate the model's answer into facts; message numbers outside 1..n are dropped.
 
     A fact citing no valid message is attributed to every message of the call (provenance is
-    then coarse, never missing).
+    then coarse, never missing). Entities and relations are optional: a missing list is empty,
+    a malformed entity or relation is dropped (never its fact), an unknown type is None, and a
+    relation's subject and object join the fact's entities when the model left them out.
 
     Raises:
         ValueError: the answer is not ``{"facts": [...]}`` with text in every item.
@@ -163,8 +204,46 @@ def parse_facts(obj: Any, n_messages: int) -> list[Fact]:
         cited = item.get("from")
         numbers = cited if isinstance(cited, list) else [cited]
         sources = tuple(sorted({n - 1 for n in numbers if isinstance(n, int) and 1 <= n <= n_messages}))
-        facts.append(Fact(text, sources or tuple(range(n_messages))))
+        relations = _relations(item.get("relations"))
+        entities = _entities(item.get("entities"), relations)
+        facts.append(Fact(text, sources or tuple(range(n_messages)), entities, relations))
     return facts
+
+
+def _name(value: Any) -> str:
+    """A name as the model gave it, whitespace collapsed ("" when unusable)."""
+    if not isinstance(value, str):
+        return ""
+    name = " ".join(value.split())
+    return name if len(name) <= MAX_NAME_CHARS else ""
+
+
+def _entities(value: Any, relations: tuple[RelationClaim, ...]) -> tuple[EntityMention, ...]:
+    out: dict[str, EntityMention] = {}
+    for item in value if isinstance(value, list) else []:
+        entry = {"name": item} if isinstance(item, str) else item
+        name = _name(entry.get("name")) if isinstance(entry, dict) else ""
+        if name and name.casefold() not in out:
+            kind = entry.get("type")
+            kind = kind.strip().casefold() if isinstance(kind, str) else None
+            out[name.casefold()] = EntityMention(name, kind if kind in ENTITY_TYPES else None)
+    for claim in relations:  # a relation names its ends: they are entities too
+        for name in (claim.subject, claim.object):
+            out.setdefault(name.casefold(), EntityMention(name))
+    return tuple(out.values())[:MAX_ITEMS]
+
+
+def _relations(value: Any) -> tuple[RelationClaim, ...]:
+    out: dict[tuple[str, str, str], RelationClaim] = {}
+    for item in value if isinstance(value, list) else []:
+        if not isinstance(item, dict):
+            continue
+        subject, predicate, obj = _name(item.get("subject")), _name(item.get("predicate")), _name(item.get("object"))
+        if not (subject and predicate and obj) or subject.casefold() == obj.casefold():
+            continue
+        key = (subject.casefold(), predicate.casefold(), obj.casefold())
+        out.setdefault(key, RelationClaim(subject, predicate, obj, item.get("exclusive") is True))
+    return tuple(out.values())[:MAX_ITEMS]
 
 
 PROCEDURE_SCHEMA: dict[str, Any] = {
