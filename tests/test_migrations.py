@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from memlane import Memory
+from memlane.core.graph import EntityMention, RelationClaim
 from memlane.core.text import analyse, content_hash
-from memlane.stores import sqlite_schema
+from memlane.protocols import Store
+from memlane.stores import postgres_schema, sqlite_schema
+from memlane.stores.postgres import PostgresStore
+from memlane.stores.sqlite import SQLiteStore
 from memlane.testing import FakeLLM, HashEmbedder
+from memlane.testing._contract_base import ContractHelpers
+from memlane.types import Scope
 
 T = "2026-01-01T00:00:00.000000+00:00"
 
@@ -54,4 +62,50 @@ def test_version_1_file_migrates_and_keeps_memories(tmp_path: Path, monkeypatch:
     assert new.add("bees and goats", user_id="u")["mode"] == "extracted"
     new.close()
     with sqlite3.connect(path) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")] == [1, 2, 3, 4, 5]
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == [v for v, _, _ in sqlite_schema.MIGRATIONS]
+
+
+# -- 6: graph memory (entities, mentions, relations) ---------------------------------------------
+GRAPH = 6
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_store_of_the_previous_version_gains_the_graph_tables(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A store written at schema 5 migrates to 6 once, keeps its memories, and then stores a graph."""
+    schema = sqlite_schema if backend == "sqlite" else postgres_schema
+    assert schema.MIGRATIONS[-1][0] == GRAPH  # this test is about the newest migration
+    make: Callable[[], Store]
+    if backend == "sqlite":
+        make = lambda: SQLiteStore(tmp_path / "old.db", busy_timeout=5.0, durability="normal")  # noqa: E731
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        make = lambda: PostgresStore(url, min_size=1, max_size=2, timeout=10.0)  # noqa: E731
+    helpers = ContractHelpers()
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[: GRAPH - 1])
+    old = make()
+    old.open(helpers.embedder_id, helpers.dimension)
+    before = helpers.row("Ida works with Jo")
+    old.insert([before], now)
+    old.close()
+    monkeypatch.undo()
+
+    store = make()
+    assert store.migrate() == [GRAPH] and store.migrate() == []
+    store.open(helpers.embedder_id, helpers.dimension)
+    try:
+        kept = store.get(before.id)
+        assert kept is not None and kept.memory == "Ida works with Jo"
+        assert store.entities(Scope(user_id="alice")) == [] and store.memory_entities([before.id]) == {before.id: []}
+        row = helpers.row("Ida manages Jo")
+        row.entities = (EntityMention("Ida", "person"),)
+        row.relations = (RelationClaim("Ida", "manages", "Jo"),)
+        store.insert([row], now)
+        assert [e.name for e in store.entities(Scope(user_id="alice"))] == ["Ida", "Jo"]
+        assert [r.predicate for r in store.relations(Scope(user_id="alice"))] == ["manages"]
+        store.delete(before.id, purge=True, now=now)  # deleting a memory from before the graph works too
+    finally:
+        store.close()

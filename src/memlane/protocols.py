@@ -19,6 +19,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from memlane.core.candidates import CandidatePool
     from memlane.core.filters import Node
+    from memlane.core.graph import Entity, Relation
     from memlane.core.passages import PassageHit
     from memlane.core.records import (
         FactOutcome,
@@ -26,8 +27,10 @@ if TYPE_CHECKING:
         ImportOutcome,
         NewMemory,
         NewPassage,
+        PortableEntity,
         PortableEvent,
         PortableMemory,
+        PortableRelation,
         SearchRow,
         StoredMemory,
     )
@@ -159,6 +162,12 @@ class Store(Protocol):
     archives its text. Search reaches the memory through them: ``dense`` and ``cosines`` give a
     memory the best cosine of its own vector and its passages', ``keyword`` matches a memory when
     its own text or a passage matches, and ``best_passages`` says which passage answers a query.
+
+    A memory's ``entities`` and ``relations`` (:mod:`memlane.core.graph`) are resolved against its
+    exact scope inside the transaction that writes it (``insert``, ``apply_facts``), under the
+    scope's write lock: racing adds that name one entity end with one. Deleting a memory deletes
+    its mentions, the relations it stated and the entities left naming nothing; ``delete_scope``
+    and ``reset`` delete every entity and relation of the scope / store.
     """
 
     def open(self, embedder_id: str, dimension: int) -> None: ...
@@ -236,6 +245,27 @@ class Store(Protocol):
         before: tuple[str, int] | None = None,
     ) -> builtins.list[StoredMemory]: ...
 
+    # -- graph reads (memlane.core.graph) --------------------------------------------------------
+    def entities(self, scope: Scope) -> builtins.list[Entity]:
+        """The entities of ``scope`` (the ids it sets must match, as for memories), by name."""
+        ...
+
+    def entity(self, entity_id: str) -> Entity | None:
+        """One entity by id, or None."""
+        ...
+
+    def relations(self, scope: Scope) -> builtins.list[Relation]:
+        """Every relation of ``scope``, closed ones included, by ``valid_from``."""
+        ...
+
+    def entity_memories(self, entity_ids: Iterable[str]) -> dict[str, builtins.list[str]]:
+        """Each given entity id -> the ids of the current memories naming it ([] for none or an unknown id)."""
+        ...
+
+    def memory_entities(self, memory_ids: Iterable[str]) -> dict[str, builtins.list[str]]:
+        """Each given memory id -> the ids of the entities it names, by name ([] for none or an unknown id)."""
+        ...
+
     # -- export and import (the record format: memlane.core.portable) ------------------------------
     def export_page(self, scope: Scope | None, after_rid: int, limit: int) -> builtins.list[PortableMemory]:
         """Up to ``limit`` rows with row id above ``after_rid``, by row id, with ``rid`` set.
@@ -254,6 +284,15 @@ class Store(Protocol):
         ``after`` (the last event's ``(memory_id, seq)``; None to start). Deleted memories included."""
         ...
 
+    def entity_page(self, scope: Scope | None, after: str | None, limit: int) -> builtins.list[PortableEntity]:
+        """Up to ``limit`` entities of ``scope`` (the whole store when None) with id above ``after``
+        (None to start), by id, each with the ids of the memories naming it; one consistent read."""
+        ...
+
+    def relation_page(self, scope: Scope | None, after: str | None, limit: int) -> builtins.list[Relation]:
+        """Up to ``limit`` relations of ``scope`` (all when None) with id above ``after``, by id."""
+        ...
+
     def import_records(
         self,
         memories: Sequence[PortableMemory],
@@ -261,17 +300,23 @@ class Store(Protocol):
         *,
         on_conflict: Literal["error", "skip"],
         now: datetime,
+        entities: Sequence[PortableEntity] = (),
+        relations: Sequence[PortableRelation] = (),
     ) -> ImportOutcome:
-        """Write embedded rows (ids, times, versions, ``prev_id`` links, sources) and history events
-        as they are, in one transaction.
+        """Write embedded rows (ids, times, versions, ``prev_id`` links, sources), history events,
+        entities (with their mentions) and relations as they are, in one transaction.
 
         A memory conflicts when the store already knows its id (as a row, a past version's memory
         or in history) or when a current row duplicates the text of a current memory of its scope
         and speaker (in the store or earlier in ``memories``). ``"skip"`` leaves such a memory out
-        whole (rows and history); ``"error"`` raises before writing anything.
+        whole (rows and history); ``"error"`` raises before writing anything. An entity or relation
+        whose id the store knows conflicts the same way. A mention of (or relation stated by) a
+        memory left out as a conflict is left out when the store does not hold that memory.
 
         Raises:
             MemoryConflict: a conflict, with ``on_conflict="error"`` (names the memory id).
+            InvalidRequest: an entity or relation points at no memory or entity of the import or
+                the store, or at one of another scope (``record N: ...``); nothing was written.
             StoreError: the write failed; nothing was written.
         """
         ...

@@ -7,7 +7,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from memlane.core.graph import EntityMention, RelationClaim
+from memlane.core.graph import Entity, EntityMention, Relation, RelationClaim
 from memlane.protocols import Vector
 from memlane.types import AddEvent, MemoryItem
 
@@ -18,8 +18,10 @@ __all__ = [
     "ImportOutcome",
     "NewMemory",
     "NewPassage",
+    "PortableEntity",
     "PortableEvent",
     "PortableMemory",
+    "PortableRelation",
     "SearchRow",
     "SourceMessage",
     "StoredMemory",
@@ -236,6 +238,26 @@ class PortableEvent:
     run_id: str | None
     redacted: bool
     seq: int = 0
+
+
+@dataclass
+class PortableEntity:
+    """One entity as export and import move it: the entity and the ids of the memories naming it.
+
+    ``record`` is its record number in an import (for error messages; 0 when unknown).
+    """
+
+    entity: Entity
+    memories: list[str] = field(default_factory=list)
+    record: int = field(default=0, compare=False)
+
+
+@dataclass
+class PortableRelation:
+    """One relation as export and import move it; ``record`` as in :class:`PortableEntity`."""
+
+    relation: Relation
+    record: int = field(default=0, compare=False)
 
 
 class ImportOutcome(NamedTuple):

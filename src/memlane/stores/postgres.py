@@ -300,10 +300,13 @@ class PostgresStore(SQLStore, Reembedding):
         return sql.replace("%s", "?").replace("%%", "%"), params
 
     def reset(self) -> None:
-        """Delete every memory, history event, statistic and the embedder record: an empty store."""
+        """Delete every memory, history event, entity, relation, statistic and the embedder record: an empty store."""
 
         def run(tx: Tx) -> None:
-            tx.execute("TRUNCATE passages, memories, history, memory_sources, sources, doc_stats, term_stats")
+            tx.execute(
+                "TRUNCATE passages, memories, history, memory_sources, sources, doc_stats, term_stats, "
+                "relations, entity_mentions, entities"
+            )
             tx.execute("TRUNCATE reembed_vectors")
             tx.execute("DELETE FROM meta WHERE key IN ('embedder_id', 'embedder_dimension', 'embedder_next')")
 

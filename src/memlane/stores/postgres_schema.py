@@ -270,12 +270,61 @@ ALTER TABLE memories SET (toast_tuple_target = 8160);
 ALTER TABLE passages SET (toast_tuple_target = 8160);
 """
 
+_GRAPH = r"""
+-- Graph memory (memlane.core.graph): the entities memories name and the relations they state,
+-- scoped exactly like memories (an entity never spans two scopes). Written in the transaction of
+-- the memory that names them; deleted with it (and with its scope). Times: fixed-width ISO text.
+CREATE TABLE entities (
+    id         TEXT COLLATE "C" PRIMARY KEY,
+    user_id    TEXT COLLATE "C" NOT NULL DEFAULT '',
+    agent_id   TEXT COLLATE "C" NOT NULL DEFAULT '',
+    run_id     TEXT COLLATE "C" NOT NULL DEFAULT '',
+    name       TEXT COLLATE "C" NOT NULL,
+    type       TEXT COLLATE "C",
+    aliases    TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT COLLATE "C" NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX entities_scope ON entities (user_id, agent_id, run_id, name);
+CREATE INDEX entities_agent ON entities (agent_id);
+CREATE INDEX entities_run ON entities (run_id);
+-- Which memory (its public id: past versions share it) names which entity.
+CREATE TABLE entity_mentions (
+    entity_id TEXT COLLATE "C" NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
+    memory_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (entity_id, memory_id)
+);
+CREATE INDEX entity_mentions_memory ON entity_mentions (memory_id);
+-- subject predicate object, true from valid_from until valid_until (NULL: still true); memory_id
+-- is the memory that stated it. Closed relations stay, for history and as_of.
+CREATE TABLE relations (
+    id          TEXT COLLATE "C" PRIMARY KEY,
+    user_id     TEXT COLLATE "C" NOT NULL DEFAULT '',
+    agent_id    TEXT COLLATE "C" NOT NULL DEFAULT '',
+    run_id      TEXT COLLATE "C" NOT NULL DEFAULT '',
+    subject_id  TEXT COLLATE "C" NOT NULL REFERENCES entities (id),
+    predicate   TEXT COLLATE "C" NOT NULL,
+    object_id   TEXT COLLATE "C" NOT NULL REFERENCES entities (id),
+    valid_from  TEXT COLLATE "C" NOT NULL,
+    valid_until TEXT COLLATE "C",
+    memory_id   TEXT COLLATE "C",
+    created_at  TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX relations_scope ON relations (user_id, agent_id, run_id, valid_from);
+CREATE INDEX relations_agent ON relations (agent_id);
+CREATE INDEX relations_run ON relations (run_id);
+CREATE INDEX relations_subject ON relations (subject_id);
+CREATE INDEX relations_object ON relations (object_id);
+CREATE INDEX relations_memory ON relations (memory_id) WHERE memory_id IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "memories, history, provenance, keyword index and statistics", _INITIAL),
     (2, "passages of long memories", _PASSAGES),
     (3, "re-embedding: staged vectors", _REEMBED),
     (4, "re-embedding covers passages", _REEMBED_PASSAGES),
     (5, "vectors stay in their rows (toast_tuple_target)", _INLINE_VECTORS),
+    (6, "graph memory: entities, their mentions, relations", _GRAPH),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

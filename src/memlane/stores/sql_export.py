@@ -14,8 +14,16 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from memlane.core.records import ImportOutcome, PortableEvent, PortableMemory, SourceMessage
+from memlane.core.records import (
+    ImportOutcome,
+    PortableEntity,
+    PortableEvent,
+    PortableMemory,
+    PortableRelation,
+    SourceMessage,
+)
 from memlane.errors import InvalidRequest, MemoryConflict
+from memlane.stores.sql_graph_io import GraphImporter
 from memlane.stores.sql_rows import insert_passages, live_duplicate, none, scope_sql
 from memlane.stores.sql_tx import Tx
 from memlane.types import Scope
@@ -145,11 +153,19 @@ class Importer:
         self._rids: dict[str, int] = {}
         self._sids: dict[tuple[Any, ...], int] = {}
 
-    def run(self, memories: Sequence[PortableMemory], events: Sequence[PortableEvent]) -> ImportOutcome:
-        """Import everything not skipped; returns the counts.
+    def run(
+        self,
+        memories: Sequence[PortableMemory],
+        events: Sequence[PortableEvent],
+        entities: Sequence[PortableEntity] = (),
+        relations: Sequence[PortableRelation] = (),
+    ) -> ImportOutcome:
+        """Import everything not skipped; returns the counts. Entities and relations go in after
+        the memory rows (see :class:`memlane.stores.sql_graph_io.GraphImporter`).
 
         Raises:
-            InvalidRequest: a row carries no vector of the store's dimension (embed before importing).
+            InvalidRequest: a row carries no vector of the store's dimension (embed before importing),
+                or an entity or relation points at no row, or at a row of another scope.
             MemoryConflict: a conflict, with ``on_conflict="error"``.
         """
         self._check_vectors(memories)
@@ -167,6 +183,7 @@ class Importer:
             self._link(m)
         for mid, prev_id in late:
             self.tx.execute("UPDATE memories SET prev_rid = ? WHERE rid = ?", (self._rids[prev_id], self._rids[mid]))
+        GraphImporter(self.tx, self.on_conflict, kept, skip).run(entities, relations)
         written = [e for e in events if e.memory_id not in skip]
         self.tx.executemany(
             "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, effective_at, user_id, "

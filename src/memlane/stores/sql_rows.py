@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from memlane.core.records import FactOutcome, FactPlan, FactWrite, NewMemory, NewPassage, StoredMemory
+from memlane.stores.sql_graph import forget_memories, invalidate_memory, replace_graph, write_graph
 from memlane.stores.sql_tx import Tx
 from memlane.types import Scope
 
@@ -149,7 +150,7 @@ def record(
 
 def delete_rows(tx: Tx, where: str, params: list[Any], now_iso: str) -> int:
     """Delete the rows matching ``where`` (over ``memories m``), past versions included, with
-    their provenance; history records each current memory's deletion. Returns how many current
+    their provenance and graph rows; history records each current memory's deletion. Returns how many current
     memories were deleted."""
     tx.execute(
         "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, effective_at, user_id, "
@@ -164,6 +165,7 @@ def delete_rows(tx: Tx, where: str, params: list[Any], now_iso: str) -> int:
     count = tx.execute(f"SELECT count(*) FROM memories m WHERE ({where}) AND {LIVE}", params).fetchone()[0]
     tx.execute(f"DELETE FROM memories AS m WHERE {where}", params)
     _unlink(tx, set(ids))
+    forget_memories(tx, ids)
     return int(count)
 
 
@@ -196,6 +198,10 @@ class FactWriter:
     fact's scope with the content the model saw; otherwise an UPDATE or DELETE falls back to
     adding the fact, and NONE (already known) to adding it as well. Nothing is dropped, and no
     memory of another scope can be touched whatever the plan names.
+
+    A written fact's entities and relations go in with it (:mod:`memlane.stores.sql_graph`): an
+    ADD's are resolved against its scope, an UPDATE's replace the target's mentions, and a
+    DELETE ends the relations the target stated.
     """
 
     def __init__(self, tx: Tx, plan: FactPlan, now_iso: str) -> None:
@@ -232,6 +238,7 @@ class FactWriter:
             return self._update(w, target)
         self._archive(target, w.new.timestamp)
         self.tx.execute("DELETE FROM memories WHERE id = ?", (target.id,))
+        invalidate_memory(self.tx, target.id, w.new.timestamp)
         record(self.tx, target.id, "DELETE", target.memory, None, self.now, w.new.timestamp, self._scope(w.new))
         self._link(target.id, w.sources)
         return FactOutcome(target.id, "DELETE", target.memory)
@@ -247,6 +254,7 @@ class FactWriter:
         if existing is not None:
             delete_rows(self.tx, "m.id = ?", [existing[0]], self.now)
         insert_row(self.tx, r, None)
+        write_graph(self.tx, r, r.id, self.now)
         record(self.tx, r.id, "ADD", None, r.memory, self.now, r.timestamp, key[:3])
         self._link(r.id, w.sources)
         return FactOutcome(r.id, "ADD", r.memory)
@@ -267,6 +275,7 @@ class FactWriter:
              self.tx.vector(r.embedding), target.id),
         )  # fmt: skip
         insert_passages(self.tx, target.rid, r.passages)
+        replace_graph(self.tx, r, target.id, self.now)
         record(self.tx, target.id, "UPDATE", target.memory, r.memory, self.now, r.timestamp, self._scope(r))
         self._link(target.id, w.sources)
         return FactOutcome(target.id, "UPDATE", r.memory, target.memory)

@@ -28,14 +28,18 @@ from memlane.core.records import (
     ImportOutcome,
     NewMemory,
     NewPassage,
+    PortableEntity,
     PortableEvent,
     PortableMemory,
+    PortableRelation,
     SearchRow,
     StoredMemory,
 )
 from memlane.errors import MemoryConflict, MemoryNotFound
 from memlane.protocols import Vector
 from memlane.stores import sql_export
+from memlane.stores.sql_graph import delete_scope_graph, write_graph
+from memlane.stores.sql_graph_io import GraphReads
 from memlane.stores.sql_rows import (
     COLUMNS,
     LIVE,
@@ -70,8 +74,9 @@ FILTER_COLUMNS = {
 CONVERSATION_GAP = 600
 
 
-class SQLStore(ABC):
-    """The row-level half of a SQL store (see the module docstring)."""
+class SQLStore(GraphReads, ABC):
+    """The row-level half of a SQL store (see the module docstring); the graph reads come from
+    :class:`memlane.stores.sql_graph_io.GraphReads`."""
 
     # A planner hint for ``followers`` (SQLite needs one; see SQLiteStore).
     _followers_hint = ""
@@ -107,7 +112,11 @@ class SQLStore(ABC):
 
     # -- writes --------------------------------------------------------------------------
     def insert(self, rows: Sequence[NewMemory], now: datetime) -> builtins.list[tuple[str, AddEvent]]:
-        """Insert memories in one transaction; an exact duplicate in the scope yields (its id, NONE)."""
+        """Insert memories in one transaction; an exact duplicate in the scope yields (its id, NONE).
+
+        A written memory's entities and relations are resolved against its scope and written in
+        the same transaction (a duplicate's are not: the memory already there keeps its own).
+        """
         now_iso = to_iso(now)
 
         def run(tx: Tx) -> builtins.list[tuple[str, AddEvent]]:
@@ -127,6 +136,7 @@ class SQLStore(ABC):
                 if existing:  # an expired copy: it is gone for readers, so replace it
                     delete_rows(tx, "m.id = ?", [existing[0]], now_iso)
                 previous = insert_row(tx, r, previous if r.conversational else None)
+                write_graph(tx, r, r.id, now_iso)
                 record(tx, r.id, "ADD", None, r.memory, r.created_at, r.timestamp, key[:3])
                 out.append((r.id, "ADD"))
             self._after_write(tx)
@@ -247,13 +257,17 @@ class SQLStore(ABC):
         return found
 
     def delete_scope(self, scope: Scope, *, purge: bool, now: datetime) -> int:
-        """Delete every memory in ``scope``; returns how many. ``purge`` redacts the scope's history."""
+        """Delete every memory in ``scope``; returns how many. ``purge`` redacts the scope's history.
+
+        Every entity and relation of the scope goes too, purge or not.
+        """
         where, params = scope_sql(scope)
 
         def run(tx: Tx) -> int:
             count = delete_rows(tx, where, params, to_iso(now))
             swhere, sparams = scope_sql(scope, alias="sources")
             tx.execute(f"DELETE FROM sources WHERE {swhere}", sparams)
+            delete_scope_graph(tx, scope)
             if purge:
                 hwhere, hparams = scope_sql(scope, alias="history")
                 self._redact(tx, hwhere, hparams)
@@ -309,16 +323,20 @@ class SQLStore(ABC):
         *,
         on_conflict: Literal["error", "skip"],
         now: datetime,
+        entities: Sequence[PortableEntity] = (),
+        relations: Sequence[PortableRelation] = (),
     ) -> ImportOutcome:
-        """Write exported rows and history as they were, in one transaction: see ``Store.import_records``.
+        """Write exported rows, history, entities and relations as they were, in one transaction:
+        see ``Store.import_records``.
 
         Raises:
             MemoryConflict: a conflict, with ``on_conflict="error"``.
+            InvalidRequest: an entity or relation points at no row, or at a row of another scope.
             StoreError: the write failed and was rolled back.
         """
 
         def run(tx: Tx) -> ImportOutcome:
-            outcome = sql_export.Importer(tx, to_iso(now), on_conflict).run(memories, events)
+            outcome = sql_export.Importer(tx, to_iso(now), on_conflict).run(memories, events, entities, relations)
             self._after_write(tx)
             return outcome
 

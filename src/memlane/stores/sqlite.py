@@ -288,10 +288,13 @@ class SQLiteStore(SQLStore, Reembedding):
             )
 
     def reset(self) -> None:
-        """Delete every memory, history event and the embedder record: an empty store."""
+        """Delete every memory, history event, entity, relation and the embedder record: an empty store."""
 
         def run(tx: Tx) -> None:
             tx.execute("DELETE FROM passages")
+            tx.execute("DELETE FROM relations")
+            tx.execute("DELETE FROM entity_mentions")
+            tx.execute("DELETE FROM entities")
             tx.execute("DELETE FROM memories")
             tx.execute("DELETE FROM history")
             tx.execute("DELETE FROM memory_sources")

@@ -211,12 +211,61 @@ CREATE TRIGGER passages_reembed_ad AFTER DELETE ON passages BEGIN
 END;
 """
 
+_GRAPH = """
+-- Graph memory (memlane.core.graph): the entities memories name and the relations they state,
+-- scoped exactly like memories (an entity never spans two scopes). Written in the transaction of
+-- the memory that names them; deleted with it (and with its scope). Times: fixed-width ISO text.
+CREATE TABLE entities (
+    id         TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL DEFAULT '',
+    agent_id   TEXT NOT NULL DEFAULT '',
+    run_id     TEXT NOT NULL DEFAULT '',
+    name       TEXT NOT NULL,
+    type       TEXT,
+    aliases    TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(aliases)),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX entities_scope ON entities (user_id, agent_id, run_id, name);
+CREATE INDEX entities_agent ON entities (agent_id);
+CREATE INDEX entities_run ON entities (run_id);
+-- Which memory (its public id: past versions share it) names which entity.
+CREATE TABLE entity_mentions (
+    entity_id TEXT NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
+    memory_id TEXT NOT NULL,
+    PRIMARY KEY (entity_id, memory_id)
+) WITHOUT ROWID;
+CREATE INDEX entity_mentions_memory ON entity_mentions (memory_id);
+-- subject predicate object, true from valid_from until valid_until (NULL: still true); memory_id
+-- is the memory that stated it. Closed relations stay, for history and as_of.
+CREATE TABLE relations (
+    id          TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL DEFAULT '',
+    agent_id    TEXT NOT NULL DEFAULT '',
+    run_id      TEXT NOT NULL DEFAULT '',
+    subject_id  TEXT NOT NULL REFERENCES entities (id),
+    predicate   TEXT NOT NULL,
+    object_id   TEXT NOT NULL REFERENCES entities (id),
+    valid_from  TEXT NOT NULL,
+    valid_until TEXT,
+    memory_id   TEXT,
+    created_at  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX relations_scope ON relations (user_id, agent_id, run_id, valid_from);
+CREATE INDEX relations_agent ON relations (agent_id);
+CREATE INDEX relations_run ON relations (run_id);
+CREATE INDEX relations_subject ON relations (subject_id);
+CREATE INDEX relations_object ON relations (object_id);
+CREATE INDEX relations_memory ON relations (memory_id) WHERE memory_id IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", _INITIAL),
     (2, "fact versions, effective times, provenance", _FACTS),
     (3, "passages of long memories", _PASSAGES),
     (4, "re-embedding: staged vectors; keyword index follows the text only", _REEMBED),
     (5, "re-embedding covers passages", _REEMBED_PASSAGES),
+    (6, "graph memory: entities, their mentions, relations", _GRAPH),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 MMAP_BYTES = 1 << 30

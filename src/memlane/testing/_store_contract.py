@@ -15,14 +15,14 @@ from memlane.testing._contract_base import ALICE as _ALICE
 from memlane.testing._contract_base import T0 as _T0
 from memlane.testing._contract_base import StoreFactory, StoreUnderTest
 from memlane.testing._contract_base import raises as _raises
-from memlane.testing._export_contract import ExportContract
+from memlane.testing._graph_contract import GraphContract
 from memlane.testing._passage_contract import PassageContract
 from memlane.types import Scope
 
 __all__ = ["StoreContract", "StoreFactory", "StoreUnderTest"]
 
 
-class StoreContract(ExportContract, PassageContract):
+class StoreContract(GraphContract, PassageContract):
     """The store contract: every backend must pass these tests unchanged.
 
     Subclass it in a pytest module and provide a ``store_factory`` fixture (see
