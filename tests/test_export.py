@@ -368,3 +368,121 @@ async def test_async_twins(source: Memory, tmp_path: Path, clock: FrozenClock) -
 def test_records_are_json_lines(source: Memory) -> None:
     for record in source.export_records():
         assert json.loads(encode_line(record)) == record
+
+
+# -- graph records (entities, relations) ----------------------------------------------------------
+
+
+def _fact(text: str, entities: list[tuple[str, str]], relations: list[tuple[str, str, str, bool]]) -> dict[str, Any]:
+    """One extracted fact naming entities and stating relations, as the model answers it."""
+    return {
+        "text": text,
+        "from": [1],
+        "entities": [{"name": n, "type": t} for n, t in entities],
+        "relations": [{"subject": s, "predicate": p, "object": o, "exclusive": x} for s, p, o, x in relations],
+    }
+
+
+@pytest.fixture
+def graph(tmp_path: Path, clock: FrozenClock) -> Iterator[Memory]:
+    """A store whose facts name people and places in two scopes, with a relation closed by a later one."""
+    llm = FakeLLM()
+    with Memory(tmp_path / "graph.db", embedder=HashEmbedder(), llm=llm, clock=clock, config=CONFIG) as m:
+        people = [("Alice", "person"), ("Bob", "person")]
+        llm.queue({"facts": [_fact("Alice manages Bob.", people, [("Alice", "manages", "Bob", False)]),
+                             _fact("Alice lives in Paris.", [("Alice", "person"), ("Paris", "place")],
+                                   [("Alice", "lives_in", "Paris", True)])]})  # fmt: skip
+        m.add("Alice manages Bob, and she lives in Paris.", user_id="u1", timestamp="2026-01-01T00:00:00Z")
+        clock.advance(days=1)
+        rome = _fact(
+            "Alice moved to Rome.", [("Alice", "person"), ("Rome", "place")], [("Alice", "lives_in", "Rome", True)]
+        )
+        llm.queue({"facts": [rome]}, FakeLLM.decisions(("f1", "ADD")))
+        m.add("Alice moved to Rome.", user_id="u1", timestamp="2026-02-01T00:00:00Z")
+        llm.queue({"facts": [_fact("Alice is a chess coach.", [("Alice", "person")], [])]})
+        m.add("My friend Alice coaches chess.", user_id="u2")
+        assert llm.pending == 0
+        yield m
+
+
+def test_graph_records_round_trip(graph: Memory, tmp_path: Path, clock: FrozenClock) -> None:
+    records = list(graph.export_records())
+    kinds = [r["type"] for r in records[1:]]
+    order = ["memory", "entity", "relation", "history"]
+    assert kinds == sorted(kinds, key=order.index) and set(kinds) == set(order)
+    entities = [r for r in records if r["type"] == "entity"]
+    relations = [r for r in records if r["type"] == "relation"]
+    assert sorted((r["name"], r["user_id"]) for r in entities) == [
+        ("Alice", "u1"), ("Alice", "u2"), ("Bob", "u1"), ("Paris", "u1"), ("Rome", "u1"),
+    ]  # fmt: skip
+    assert all(r["entity_type"] in ("person", "place") and r["memories"] for r in entities)
+    paris = next(r for r in relations if r["valid_until"] is not None)
+    assert (paris["predicate"], paris["valid_until"]) == ("lives_in", "2026-02-01T00:00:00.000000+00:00")
+    with _fresh(tmp_path, clock) as target:
+        target.import_records(records)
+        assert list(target.export_records()) == records
+    # Ids are kept; a second import into the same store conflicts, or skips every graph record.
+    with _fresh(tmp_path, clock, name="again.db") as again:
+        again.import_records(records)
+        with pytest.raises(MemoryConflict):
+            again.import_records(entities[:1])
+        assert again.import_records(records, on_conflict="skip")["imported"] == 0
+        assert list(again.export_records()) == records
+
+
+def test_graph_records_in_a_later_batch_link_to_memories_already_imported(
+    graph: Memory, tmp_path: Path, clock: FrozenClock
+) -> None:
+    """How a batched copy moves them: memories (and history) first, the graph in a last transaction."""
+    records = list(graph.export_records())
+    first = [r for r in records if r["type"] not in ("entity", "relation")]
+    last = [r for r in records if r["type"] in ("entity", "relation")]
+    with _fresh(tmp_path, clock) as target:
+        target.import_records(first)
+        target.import_records(last)
+        assert list(target.export_records()) == records
+
+
+def test_graph_records_scoped_export(graph: Memory) -> None:
+    records = list(graph.export_records(user_id="u2"))
+    graph_records = [r for r in records if r["type"] in ("entity", "relation")]
+    assert [(r["type"], r.get("name"), r["user_id"]) for r in graph_records] == [("entity", "Alice", "u2")]
+
+
+GRAPH_BAD = [
+    ("entity", {"name": ""}, "record N: name must be a non-empty string"),
+    ("entity", {"user_id": None}, "record N: user_id is missing: an entity needs"),
+    ("entity", {"aliases": "Al"}, "record N: aliases must be a list of strings"),
+    ("entity", {"memories": ["no-such-memory"]}, "record N: entity .* names memory 'no-such-memory', neither"),
+    ("entity", {"user_id": "u2"}, "record N: entity .* names memory .* of another scope"),
+    ("entity", {"colour": "red"}, "record N: unknown field"),
+    ("relation", {"predicate": "Lives In"}, "record N: predicate must be a normalised predicate"),
+    ("relation", {"valid_from": "yesterday"}, "record N: valid_from must be an ISO-8601 time"),
+    ("relation", {"valid_until": "2000-01-01T00:00:00Z"}, "record N: valid_until is before valid_from"),
+    ("relation", {"subject_id": "nobody"}, "record N: relation .* subject_id 'nobody' is neither"),
+    ("relation", {"user_id": "u2"}, "record N: relation .* is an entity of another scope"),
+    ("relation", {"memory_id": "no-such-memory"}, "record N: relation .* names memory 'no-such-memory'"),
+]
+
+
+@pytest.mark.parametrize(("kind", "change", "message"), GRAPH_BAD, ids=[f"{b[0]}-{b[2][10:30]}" for b in GRAPH_BAD])
+def test_a_bad_graph_record_imports_nothing_and_is_named(
+    graph: Memory, tmp_path: Path, clock: FrozenClock, kind: str, change: dict[str, Any], message: str
+) -> None:
+    records = list(graph.export_records())
+    number = next(i for i, r in enumerate(records) if r["type"] == kind and r["user_id"] == "u1")
+    records[number] = {**records[number], **change}
+    with _fresh(tmp_path, clock) as target:
+        with pytest.raises(InvalidRequest, match=message.replace("record N", f"record {number + 1}")):
+            target.import_records(records)
+        assert list(target.export_records())[1:] == []
+
+
+def test_graph_record_ids_are_unique_in_an_import(graph: Memory, tmp_path: Path, clock: FrozenClock) -> None:
+    records = list(graph.export_records())
+    entity = next(r for r in records if r["type"] == "entity")
+    with (
+        _fresh(tmp_path, clock) as target,
+        pytest.raises(InvalidRequest, match=r"record 2: entity id .* came in record 1"),
+    ):
+        target.import_records([entity, entity])

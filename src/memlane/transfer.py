@@ -15,7 +15,14 @@ from typing import Any, Literal
 from memlane._indexing import index_texts
 from memlane.config import PassageConfig
 from memlane.core.filters import to_iso
-from memlane.core.portable import header_record, history_record, memory_record, parse_records
+from memlane.core.portable import (
+    entity_record,
+    header_record,
+    history_record,
+    memory_record,
+    parse_records,
+    relation_record,
+)
 from memlane.core.records import PortableEvent
 from memlane.errors import InvalidRequest
 from memlane.protocols import Embedder, Store
@@ -30,7 +37,8 @@ EMBED_BATCH = 256
 def export_records(
     open_store: Callable[[], Store], embedder: Embedder, scope: Scope | None, now: datetime
 ) -> Iterator[dict[str, Any]]:
-    """The header, every memory row of ``scope`` (all when None) by row id, then each memory's history.
+    """The header, every memory row of ``scope`` (all when None) by row id, its entities and
+    relations by id, then each memory's history.
 
     ``open_store`` runs on the first ``next()``, so building the iterator does no I/O.
     """
@@ -44,7 +52,24 @@ def export_records(
         if len(page) < PAGE:
             break
         after_rid = page[-1].rid
+    yield from _graph(store, scope)
     yield from _history(store, scope)
+
+
+def _graph(store: Store, scope: Scope | None) -> Iterator[dict[str, Any]]:
+    """Every entity (with the memories naming it), then every relation, page by page."""
+    after: str | None = None
+    while entities := store.entity_page(scope, after, PAGE):
+        yield from (entity_record(e) for e in entities)
+        after = entities[-1].entity.id
+        if len(entities) < PAGE:
+            break
+    after = None
+    while relations := store.relation_page(scope, after, PAGE):
+        yield from (relation_record(r) for r in relations)
+        after = relations[-1].id
+        if len(relations) < PAGE:
+            break
 
 
 def _history(store: Store, scope: Scope | None) -> Iterator[dict[str, Any]]:
@@ -77,6 +102,9 @@ def import_records(
 ) -> dict[str, int]:
     """Validate, embed (in batches, reporting progress) and write the records in one transaction.
 
+    Entities and relations are written in that transaction too (ids kept); the counts returned
+    are those of memory rows, skipped memories and history events, as before.
+
     Passages are not part of the records: a long memory is cut into passages here again (with
     ``passages``, the importing Memory's settings) and they are embedded with the texts.
 
@@ -89,12 +117,15 @@ def import_records(
     mode = _conflict_mode(on_conflict)
     if progress is not None and not callable(progress):
         raise InvalidRequest(f"progress must be a callable taking the count of memories embedded, got {progress!r}")
-    memories, events, _ = parse_records(records)
+    parsed = parse_records(records)
+    memories = parsed.memories
     items = [(m.memory, m.actor_id) for m in memories]
     indexed = index_texts(embedder, items, passages or PassageConfig(), progress=progress, batch=EMBED_BATCH)
     for row, ix in zip(memories, indexed, strict=True):
         row.embedding, row.search_text, row.passages = ix.embedding, ix.search_text, ix.passages
-    outcome = store.import_records(memories, events, on_conflict=mode, now=now)
+    outcome = store.import_records(
+        memories, parsed.events, on_conflict=mode, now=now, entities=parsed.entities, relations=parsed.relations
+    )
     return {"imported": outcome.imported, "skipped": outcome.skipped, "history": outcome.history}
 
 

@@ -30,6 +30,23 @@ before it), current memories, past versions and expired memories alike::
 - No vector and no analysed text: import embeds ``"{actor_id}: {memory}"`` (just ``memory``
   without an actor) with the importing ``Memory``'s embedder, exactly as ``add`` does.
 
+Then the graph (:mod:`memlane.core.graph`): one ``entity`` record per entity, by id, with the
+ids of the memories that name it, then one ``relation`` record per relation, by id, closed ones
+included (``entity_type`` is the entity's type: ``type`` names the record's)::
+
+    {"type": "entity", "id": "…", "name": "Alice Chen", "entity_type": "person", "aliases": ["Alice"],
+     "user_id": "alice", "agent_id": null, "run_id": null, "created_at": "…", "updated_at": "…",
+     "memories": ["<memory id>", …]}
+    {"type": "relation", "id": "…", "subject_id": "<entity id>", "predicate": "manages",
+     "object_id": "<entity id>", "valid_from": "…", "valid_until": null, "memory_id": "<memory id>",
+     "user_id": "alice", "agent_id": null, "run_id": null, "created_at": "…"}
+
+- An entity, its relations and the memories naming it share one scope; import refuses a record
+  that links two scopes, or that names a memory or entity neither the import nor the store holds.
+- ``memories`` lists memory ids (a past version's memory is its ``version_of``); ``memory_id`` of
+  a relation is the memory that stated it, or null. Ids are kept on import, as memories' are.
+- An export without graph records (every export before them) imports as before.
+
 Then one ``history`` record per memory id that has history (deleted memories too), events oldest
 first, each with every ``HistoryEvent`` field but the store-local ``id``::
 
@@ -56,8 +73,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from memlane.core.filters import to_iso
+from memlane.core.graph import Entity, Relation, normalise_predicate
 from memlane.core.inputs import MAX_MESSAGE_CHARS, check_metadata, check_text, parse_time
-from memlane.core.records import PortableEvent, PortableMemory, SourceMessage
+from memlane.core.records import PortableEntity, PortableEvent, PortableMemory, PortableRelation, SourceMessage
 from memlane.core.scope import SCOPE_KEYS, validate_scope_id
 from memlane.core.text import content_hash
 from memlane.errors import InvalidRequest
@@ -67,10 +85,12 @@ __all__ = [
     "ParsedRecords",
     "decode_lines",
     "encode_line",
+    "entity_record",
     "header_record",
     "history_record",
     "memory_record",
     "parse_records",
+    "relation_record",
 ]
 
 FORMAT = 1
@@ -86,6 +106,15 @@ _EVENT_KEYS = {
     "run_id", "redacted",
 }  # fmt: skip
 _SOURCE_KEYS = {"role", "name", "content", "timestamp"}
+_ENTITY_KEYS = {
+    "type", "id", "name", "entity_type", "aliases", "user_id", "agent_id", "run_id", "created_at", "updated_at",
+    "memories",
+}  # fmt: skip
+_RELATION_KEYS = {
+    "type", "id", "subject_id", "predicate", "object_id", "valid_from", "valid_until", "memory_id", "user_id",
+    "agent_id", "run_id", "created_at",
+}  # fmt: skip
+_MAX_NAME = 1000
 _MAX_ID = 256
 
 
@@ -123,6 +152,25 @@ def history_record(memory_id: str, events: Sequence[PortableEvent]) -> dict[str,
     }  # fmt: skip
 
 
+def entity_record(p: PortableEntity) -> dict[str, Any]:
+    """An entity and the ids of the memories naming it as a JSON-able record."""
+    e = p.entity
+    return {
+        "type": "entity", "id": e.id, "name": e.name, "entity_type": e.type, "aliases": list(e.aliases),
+        "user_id": e.user_id, "agent_id": e.agent_id, "run_id": e.run_id, "created_at": e.created_at,
+        "updated_at": e.updated_at, "memories": list(p.memories),
+    }  # fmt: skip
+
+
+def relation_record(r: Relation) -> dict[str, Any]:
+    """A relation as a JSON-able record."""
+    return {
+        "type": "relation", "id": r.id, "subject_id": r.subject_id, "predicate": r.predicate,
+        "object_id": r.object_id, "valid_from": r.valid_from, "valid_until": r.valid_until, "memory_id": r.memory_id,
+        "user_id": r.user_id, "agent_id": r.agent_id, "run_id": r.run_id, "created_at": r.created_at,
+    }  # fmt: skip
+
+
 def encode_line(record: Mapping[str, Any]) -> str:
     """One record as a line of JSON (UTF-8 text kept as is), without the newline."""
     return json.dumps(record, ensure_ascii=False, allow_nan=False)
@@ -146,11 +194,14 @@ def decode_lines(lines: Iterable[str | bytes]) -> Iterator[dict[str, Any]]:
 
 # -- records in -------------------------------------------------------------------------------
 class ParsedRecords(NamedTuple):
-    """Validated import records: memory rows and history events (both in input order), the header if any."""
+    """Validated import records: memory rows and history events (both in input order), the header
+    if any, then entities and relations (in input order)."""
 
     memories: list[PortableMemory]
     events: list[PortableEvent]
     header: dict[str, Any] | None
+    entities: list[PortableEntity]
+    relations: list[PortableRelation]
 
 
 class _Fields:
@@ -288,6 +339,61 @@ def _history(f: _Fields) -> list[PortableEvent]:
     return out
 
 
+def _scope(f: _Fields, what: str) -> dict[str, str | None]:
+    scope = {key: f.scope_id(key) for key in SCOPE_KEYS}
+    if all(v is None for v in scope.values()):
+        raise f.fail("user_id", f"is missing: {what} needs at least one of user_id, agent_id or run_id")
+    return scope
+
+
+def _names(f: _Fields, key: str, limit: int) -> list[str]:
+    """A list of distinct non-empty strings of at most ``limit`` characters (ids or names)."""
+    value = f.data.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise f.fail(key, f"must be a list of strings, got {type(value).__name__}")
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip() or len(item) > limit or item in out:
+            raise f.fail(f"{key}[{i}]", f"must be a distinct non-empty string of at most {limit} characters")
+        out.append(item)
+    return out
+
+
+def _entity(f: _Fields, number: int) -> PortableEntity:
+    name = f.data.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
+        raise f.fail("name", f"must be a non-empty string of at most {_MAX_NAME} characters, got {name!r}")
+    scope = _scope(f, "an entity")
+    created = f.time("created_at")
+    entity = Entity(
+        id=str(f.ident("id", required=True)), name=name, type=f.ident("entity_type"),
+        aliases=tuple(_names(f, "aliases", _MAX_NAME)), user_id=scope["user_id"], agent_id=scope["agent_id"],
+        run_id=scope["run_id"], created_at=created, updated_at=f.time("updated_at", created),
+    )  # fmt: skip
+    return PortableEntity(entity, _names(f, "memories", _MAX_ID), number)
+
+
+def _relation(f: _Fields, number: int) -> PortableRelation:
+    predicate = f.data.get("predicate")
+    if not isinstance(predicate, str) or not predicate or normalise_predicate(predicate) != predicate:
+        raise f.fail("predicate", f"must be a normalised predicate such as 'reports_to', got {predicate!r}")
+    subject, obj = str(f.ident("subject_id", required=True)), str(f.ident("object_id", required=True))
+    if subject == obj:
+        raise f.fail("object_id", "is the subject_id: a relation links two entities")
+    scope = _scope(f, "a relation")
+    start, until = f.time("valid_from"), f.optional_time("valid_until")
+    if until is not None and until < start:
+        raise f.fail("valid_until", f"is before valid_from ({until} < {start})")
+    relation = Relation(
+        id=str(f.ident("id", required=True)), subject_id=subject, predicate=predicate, object_id=obj,
+        valid_from=start, valid_until=until, memory_id=f.ident("memory_id"), user_id=scope["user_id"],
+        agent_id=scope["agent_id"], run_id=scope["run_id"], created_at=f.time("created_at"),
+    )  # fmt: skip
+    return PortableRelation(relation, number)
+
+
 def _header(f: _Fields) -> dict[str, Any]:
     fmt = f.data.get("format")
     if fmt != FORMAT or isinstance(fmt, bool):
@@ -299,6 +405,12 @@ def _header(f: _Fields) -> dict[str, Any]:
         f.ident("embedder")
     f.optional_time("exported_at")
     return dict(f.data)
+
+
+def _once(seen: dict[str, int], key: str, what: str, number: int) -> None:
+    if key in seen:
+        raise InvalidRequest(f"{what} {key!r} already came in record {seen[key]}")
+    seen[key] = number
 
 
 def parse_records(records: Iterable[Mapping[str, Any]]) -> ParsedRecords:
@@ -314,6 +426,10 @@ def parse_records(records: Iterable[Mapping[str, Any]]) -> ParsedRecords:
     header: dict[str, Any] | None = None
     seen_ids: dict[str, int] = {}
     seen_history: dict[str, int] = {}
+    entities: list[PortableEntity] = []
+    relations: list[PortableRelation] = []
+    seen_entities: dict[str, int] = {}
+    seen_relations: dict[str, int] = {}
     for number, record in enumerate(records, start=1):
         where = f"record {number}"
         if not isinstance(record, Mapping):
@@ -336,6 +452,16 @@ def parse_records(records: Iterable[Mapping[str, Any]]) -> ParsedRecords:
                 raise InvalidRequest(f"{where}: memory_id {mid!r} already has a history record ({seen_history[mid]})")
             seen_history[mid] = number
             events.extend(group)
+        elif kind == "entity":
+            entity = _entity(_Fields(record, where, _ENTITY_KEYS), number)
+            _once(seen_entities, entity.entity.id, f"{where}: entity id", number)
+            entities.append(entity)
+        elif kind == "relation":
+            relation = _relation(_Fields(record, where, _RELATION_KEYS), number)
+            _once(seen_relations, relation.relation.id, f"{where}: relation id", number)
+            relations.append(relation)
         else:
-            raise InvalidRequest(f"{where}: type must be {HEADER!r}, 'memory' or 'history', got {kind!r}")
-    return ParsedRecords(memories, events, header)
+            raise InvalidRequest(
+                f"{where}: type must be {HEADER!r}, 'memory', 'entity', 'relation' or 'history', got {kind!r}"
+            )
+    return ParsedRecords(memories, events, header, entities, relations)
