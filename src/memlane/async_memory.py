@@ -17,7 +17,18 @@ from typing import Any, Self
 from memlane.config import MemoryConfig
 from memlane.memory import Memory
 from memlane.reembed import ReembedResult
-from memlane.types import AddResult, HistoryEvent, MemoryItem, SearchResult, Usage
+from memlane.types import (
+    AddResult,
+    EntityItem,
+    EntityList,
+    HistoryEvent,
+    MemoryItem,
+    NeighbourList,
+    PathResult,
+    RelationList,
+    SearchResult,
+    Usage,
+)
 
 __all__ = ["AsyncMemory"]
 
@@ -93,6 +104,26 @@ class AsyncMemory:
     async def history(self, memory_id: str) -> list[HistoryEvent]:
         """See :meth:`Memory.history`."""
         return await asyncio.to_thread(self._sync.history, memory_id)
+
+    async def entities(self, **kwargs: Any) -> EntityList:
+        """See :meth:`Memory.entities`."""
+        return await asyncio.to_thread(self._sync.entities, **kwargs)
+
+    async def entity(self, entity_id: str) -> EntityItem:
+        """See :meth:`Memory.entity`."""
+        return await asyncio.to_thread(self._sync.entity, entity_id)
+
+    async def relations(self, entity: str, **kwargs: Any) -> RelationList:
+        """See :meth:`Memory.relations`."""
+        return await asyncio.to_thread(self._sync.relations, entity, **kwargs)
+
+    async def neighbours(self, entity: str, **kwargs: Any) -> NeighbourList:
+        """See :meth:`Memory.neighbours`."""
+        return await asyncio.to_thread(self._sync.neighbours, entity, **kwargs)
+
+    async def path(self, a: str, b: str, **kwargs: Any) -> PathResult:
+        """See :meth:`Memory.path`."""
+        return await asyncio.to_thread(self._sync.path, a, b, **kwargs)
 
     def export_records(
         self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None

@@ -13,6 +13,7 @@ fits, the class also inherits it so ``except ValueError`` keeps working::
     ├── ConfigError (ValueError)             bad configuration / missing dependency
     ├── LLMRequired (ConfigError)            infer=True but no LLM configured
     ├── MemoryNotFound (LookupError)         no memory with that id
+    │   └── EntityNotFound                   no entity with that id, or that name in the scope
     ├── EmbedderMismatch                     store written by another embedder
     ├── StoreError                           the storage backend failed
     │   └── StoreBusy                        could not get the write lock in time
@@ -39,6 +40,7 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "EmbedderMismatch",
+    "EntityNotFound",
     "InvalidFilter",
     "InvalidRequest",
     "LLMOutputError",
@@ -100,6 +102,14 @@ class LLMRequired(ConfigError):
 
 class MemoryNotFound(MemlaneError, LookupError):
     """No memory with the given id exists (or it is not visible in this scope)."""
+
+
+class EntityNotFound(MemoryNotFound):
+    """No entity with the given id, or with the given name in the scope (graph memory).
+
+    A subclass of :class:`MemoryNotFound`, so code (and the REST server's status table) that
+    handles a missing memory handles a missing entity the same way.
+    """
 
 
 class EmbedderMismatch(MemlaneError):

@@ -16,12 +16,14 @@ from typing import Any, Self
 
 from memlane import reembed as reembedding
 from memlane import transfer
+from memlane._graph_api import GraphMethods, graph_candidates, graph_rescore
 from memlane._indexing import index_texts
-from memlane._search import add_passage, gather_candidates
+from memlane._search import add_passage, candidates_of, gather_candidates
 from memlane._store_config import build_store
 from memlane.config import MemoryConfig
 from memlane.core.compat import expiry_of_date, one_of, refuse_unknown
 from memlane.core.filters import Node, parse_filter, to_iso
+from memlane.core.graph import detect_names
 from memlane.core.inputs import (
     MAX_MESSAGE_CHARS,
     check_extractable,
@@ -107,8 +109,9 @@ def _calibrated(cfg: MemoryConfig, embedder: Embedder) -> RankingParams:
     return dataclasses.replace(params, dense_floor=float(scale[0]), dense_ceiling=float(scale[1]))
 
 
-class Memory:
-    """A memory store for LLM apps: add, search, get, update, delete, history.
+class Memory(GraphMethods):
+    """A memory store for LLM apps: add, search, get, update, delete, history; and the graph of
+    entities and relations its memories name (``entities``, ``relations``, ``neighbours``, ``path``).
 
     Args:
         path: the SQLite file (default ``$MEMLANE_HOME/memlane.db``, ``~/.memlane/memlane.db``).
@@ -347,6 +350,7 @@ class Memory:
                 expires_at=to_iso(expiry) if expiry else None,
                 conversational=True,
                 passages=ix.passages,
+                entities=tuple(detect_names(m.content)),  # no LLM: names, and no relations
             )
             for m, ix in zip(msgs, indexed, strict=True)
         ]
@@ -670,6 +674,7 @@ class Memory:
         show_expired: bool = False,
         reference_date: datetime | date | str | float | None = None,
         rerank: bool = False,
+        graph: bool = False,
         **unsupported: Any,
     ) -> SearchResult:
         """The memories of a scope most relevant to ``query``, best first.
@@ -696,6 +701,10 @@ class Memory:
                 seconds; default: now). It does not hide anything: ``as_of`` does that.
             rerank: accepted for mem0 code. memlane has no second ranking pass to switch on: every
                 search already scores each candidate on meaning, keywords, entities and time.
+            graph: also follow the graph: the memories naming the entities the query names, or
+                entities one relation away from them, join the candidates and gain a graph signal
+                (``explain`` says how each was reached under ``graph``). Without an entity of the
+                scope in the query, the ranking is the same as without it.
         Returns:
             ``{"results": [...]}``; a long memory (one with passages) is one result, ranked on
             its best passage, and carries it as ``passage``: ``{"start", "end", "text"}``, a range
@@ -710,6 +719,7 @@ class Memory:
         limit = check_limit(10 if chosen is None else chosen, maximum=1000)
         _check_flag(show_expired, "show_expired")
         _check_flag(rerank, "rerank")
+        _check_flag(graph, "graph")
         cutoff = check_threshold(threshold)
         if not isinstance(recency_weight, int | float) or not 0 <= recency_weight <= 10:
             raise InvalidRequest("recency_weight must be a number from 0 to 10")
@@ -725,11 +735,15 @@ class Memory:
         terms = query_terms(text)
         k = max(self._ranking.candidates, 3 * limit)
         pool, candidates = gather_candidates(store, scope, node, qvec, terms, k, visible_after, at)
+        links = graph_candidates(store, scope, node, text, qvec, terms, pool, visible_after, at) if graph else {}
+        if links:
+            candidates = candidates_of(pool, visible_after)
         ranked = rank(
             list(candidates.values()), query_terms=terms, entities=entity_terms(text), df=pool.df,
             n_docs=pool.n_docs, avg_len=pool.avg_len, params=self._ranking, recency_weight=float(recency_weight),
             half_life_days=float(half_life_days), now_epoch=now.timestamp(),
         )  # fmt: skip
+        ranked = graph_rescore(ranked, links)
         if cutoff is not None:
             ranked = [r for r in ranked if r.score >= cutoff]
         ranked = ranked[:limit]
@@ -741,5 +755,7 @@ class Memory:
             item["score"] = hit.score
             if explain:
                 item["explain"] = hit.explain()
+                if int(hit.id) in links:
+                    item["explain"]["graph"] = links[int(hit.id)]
             results.append(item)
         return SearchResult(results=results)

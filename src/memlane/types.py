@@ -16,11 +16,20 @@ __all__ = [
     "AddEvent",
     "AddResult",
     "AddResultItem",
+    "EntityItem",
+    "EntityList",
+    "EntityRef",
     "Explain",
+    "GraphExplain",
     "HistoryEvent",
     "MemoryItem",
     "Message",
+    "NeighbourItem",
+    "NeighbourList",
     "Passage",
+    "PathResult",
+    "RelationItem",
+    "RelationList",
     "Scope",
     "SearchResult",
     "Source",
@@ -38,11 +47,24 @@ class Message(TypedDict, total=False):
     name: str
 
 
+class GraphExplain(TypedDict):
+    """Why ``search(graph=True)`` linked a memory to the query: it names ``entity``, which is the
+    query's entity ``via`` itself (``distance`` 0, ``relation`` None) or related to it by
+    ``relation`` (``distance`` 1); ``value`` is the graph signal in [0, 1]."""
+
+    entity: str
+    via: str
+    relation: str | None
+    distance: int
+    value: float
+
+
 class Explain(TypedDict):
     """Each signal's value in [0, 1], their weights, whether the preceding message added context,
     and the two priors: ``length`` (the factor a long memory's score was multiplied by, 1.0 for
     a short one) and ``newer`` (where the memory's time lies among the candidates', 0 = oldest,
-    1 = newest)."""
+    1 = newest). ``graph`` is set on a memory that ``search(graph=True)`` linked to the query's
+    entities."""
 
     dense: float
     keyword: float
@@ -54,6 +76,7 @@ class Explain(TypedDict):
     weights: dict[str, float]
     matched_terms: list[str]
     sources: list[str]
+    graph: NotRequired[GraphExplain]
 
 
 class Source(TypedDict):
@@ -151,6 +174,73 @@ class HistoryEvent(TypedDict):
     agent_id: str | None
     run_id: str | None
     redacted: bool
+
+
+class EntityItem(TypedDict):
+    """An entity of a scope (``Memory.entities``, ``Memory.entity``): a canonical ``name``, its
+    ``type`` (None when unknown) and the other names it goes by."""
+
+    id: str
+    name: str
+    type: str | None
+    aliases: list[str]
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    created_at: str
+    updated_at: str
+
+
+class EntityList(TypedDict):
+    """``{"results": [...]}``: the entities of a scope, by name."""
+
+    results: list[EntityItem]
+
+
+class EntityRef(TypedDict):
+    """An end of a relation: the entity's id and canonical name."""
+
+    id: str
+    name: str
+
+
+class RelationItem(TypedDict):
+    """``subject predicate object``, true from ``valid_from`` until ``valid_until`` (None: still
+    true); ``memory_id`` is the memory that stated it."""
+
+    id: str
+    subject: EntityRef
+    predicate: str
+    object: EntityRef
+    valid_from: str
+    valid_until: str | None
+    memory_id: str | None
+
+
+class RelationList(TypedDict):
+    """``{"results": [...]}``: relations, oldest first."""
+
+    results: list[RelationItem]
+
+
+class NeighbourItem(EntityItem):
+    """An entity near another one, ``distance`` relations away."""
+
+    distance: int
+
+
+class NeighbourList(TypedDict):
+    """``{"results": [...]}``: neighbours, nearest first, then by name."""
+
+    results: list[NeighbourItem]
+
+
+class PathResult(TypedDict):
+    """The shortest chain of relations between two entities, in order from the first (each may
+    read either way); ``found`` is False when none joins them (``results`` is then empty)."""
+
+    found: bool
+    results: list[RelationItem]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,374 @@
+"""Graph memory on ``Memory``: a scope's entities and relations, traversal, graph-expanded search.
+
+The entities and relations live in the store, written with the memories that name and state them
+(see :mod:`memlane.core.graph`); this module reads them. :class:`GraphMethods` is the part of
+``Memory``'s API that does (``Memory`` inherits it, ``AsyncMemory`` awaits it), and
+:func:`graph_candidates` / :func:`graph_rescore` are the two steps ``Memory.search(graph=True)`` adds.
+
+``search(graph=True)``: the entities the query names (:func:`memlane.core.graph.query_entities`)
+and those one relation away from them lead to the memories naming any of them. Those memories join
+the candidates, and every candidate's score becomes ``(1 - GRAPH_WEIGHT) * score + GRAPH_WEIGHT *
+graph`` with ``graph`` 1.0 for a memory naming a query entity, 0.5 for one naming a neighbour,
+else 0: the weighted mean of the signals with one more signal. A query naming no entity of the
+scope is ranked exactly as without ``graph``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from memlane.core.candidates import CandidatePool, selective
+from memlane.core.filters import RESERVED_FIELDS, Node, evaluate, to_iso
+from memlane.core.graph import (
+    Direction,
+    Entity,
+    Relation,
+    entity_candidates,
+    find_entity,
+    neighbours,
+    path,
+    query_entities,
+    relations_of,
+)
+from memlane.core.inputs import check_text, parse_time
+from memlane.core.ranking import Scored
+from memlane.core.scope import resolve_scope
+from memlane.errors import EntityNotFound, InvalidRequest
+from memlane.protocols import Store, Vector
+from memlane.types import (
+    EntityItem,
+    EntityList,
+    EntityRef,
+    GraphExplain,
+    NeighbourItem,
+    NeighbourList,
+    PathResult,
+    RelationItem,
+    RelationList,
+    Scope,
+)
+
+__all__ = ["GRAPH_WEIGHT", "GraphLinks", "GraphMethods", "graph_candidates", "graph_rescore"]
+
+GRAPH_WEIGHT = 0.15  # the graph signal's share of a score when the query names an entity
+GRAPH_VALUE = {0: 1.0, 1: 0.5}  # by distance from a query entity
+MAX_GRAPH_MEMORIES = 100  # memories reached through the graph that may join one search's candidates
+MAX_DEPTH = 6
+
+
+# -- result shapes ---------------------------------------------------------------------------------
+def entity_item(entity: Entity) -> EntityItem:
+    """The public dict of an entity."""
+    return EntityItem(
+        id=entity.id, name=entity.name, type=entity.type, aliases=list(entity.aliases), user_id=entity.user_id,
+        agent_id=entity.agent_id, run_id=entity.run_id, created_at=entity.created_at, updated_at=entity.updated_at,
+    )  # fmt: skip
+
+
+def relation_item(relation: Relation, names: dict[str, str]) -> RelationItem:
+    """The public dict of a relation, its ends named (``names``: entity id -> canonical name)."""
+    return RelationItem(
+        id=relation.id,
+        subject=EntityRef(id=relation.subject_id, name=names.get(relation.subject_id, "")),
+        predicate=relation.predicate,
+        object=EntityRef(id=relation.object_id, name=names.get(relation.object_id, "")),
+        valid_from=relation.valid_from,
+        valid_until=relation.valid_until,
+        memory_id=relation.memory_id,
+    )
+
+
+# -- arguments -------------------------------------------------------------------------------------
+def _scope(user_id: str | None, agent_id: str | None, run_id: str | None, operation: str) -> Scope:
+    scope, _ = resolve_scope(
+        user_id=user_id, agent_id=agent_id, run_id=run_id, filters=None, required=True, operation=operation
+    )
+    return scope
+
+
+def _at(as_of: datetime | str | float | None) -> str | None:
+    return None if as_of is None else to_iso(parse_time(as_of, "as_of"))
+
+
+def _depth(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DEPTH:
+        raise InvalidRequest(f"{what} must be a whole number from 1 to {MAX_DEPTH}, got {value!r}")
+    return value
+
+
+def _where(scope: Scope) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in scope.as_dict().items() if v is not None)
+
+
+def pick_entity(ref: object, known: Sequence[Entity], scope: Scope) -> Entity:
+    """The entity ``ref`` names among ``known``: by id, else by name as :func:`find_entity` resolves it.
+
+    Raises:
+        InvalidRequest: ``ref`` is not a non-blank string, or the name fits several entities.
+        EntityNotFound: nothing fits.
+    """
+    text = check_text(ref, "entity")
+    for entity in known:
+        if entity.id == text:
+            return entity
+    found = find_entity(text, known)
+    if found is not None:
+        return found
+    fits = entity_candidates(text, known)
+    if len(fits) > 1:
+        listed = "; ".join(f"{e.name!r} (id {e.id}, {_where(Scope(e.user_id, e.agent_id, e.run_id))})" for e in fits)
+        raise InvalidRequest(f"{text!r} could be several entities: {listed}; pass the id or the full name")
+    raise EntityNotFound(
+        f"no entity {text!r} in the scope {_where(scope)}; entities(...) lists the scope's entities by name"
+    )
+
+
+class GraphMethods:
+    """The graph part of ``Memory``'s API; ``Memory`` supplies the store and the clock."""
+
+    def _open(self) -> Store:
+        raise NotImplementedError
+
+    def entities(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> EntityList:
+        """The entities of a scope (named by its memories), by name.
+
+        Returns:
+            ``{"results": [{"id", "name", "type", "aliases", "user_id", "agent_id", "run_id",
+            "created_at", "updated_at"}]}``.
+        Raises:
+            ScopeRequired, InvalidRequest.
+        """
+        scope = _scope(user_id, agent_id, run_id, "entities")
+        return EntityList(results=[entity_item(e) for e in self._open().entities(scope)])
+
+    def entity(self, entity_id: str) -> EntityItem:
+        """One entity by id.
+
+        Raises:
+            EntityNotFound: no entity has this id.
+        """
+        check_text(entity_id, "entity_id")
+        found = self._open().entity(entity_id)
+        if found is None:
+            raise EntityNotFound(f"no entity with id {entity_id!r}; entities(user_id=...) lists a scope's entities")
+        return entity_item(found)
+
+    def relations(
+        self,
+        entity: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        predicate: str | None = None,
+        direction: Direction = "both",
+        as_of: datetime | str | float | None = None,
+    ) -> RelationList:
+        """The relations of one entity of the scope that hold now (or at ``as_of``), oldest first.
+
+        Args:
+            entity: its id, or a name as memories use it ("Alice", "alice chen", "my manager Alice").
+            predicate: only this one ("reports_to"; "Reports to" is the same).
+            direction: ``"out"`` (the entity is the subject), ``"in"`` (the object), ``"both"``.
+            as_of: what held at that time, relations since closed by a contradicting one included.
+        Returns:
+            ``{"results": [{"id", "subject": {"id", "name"}, "predicate", "object": {...},
+            "valid_from", "valid_until", "memory_id"}]}``.
+        Raises:
+            ScopeRequired, InvalidRequest (a bad argument, or a name that fits several entities:
+            the message lists them), EntityNotFound.
+        """
+        scope = _scope(user_id, agent_id, run_id, "relations")
+        if direction not in ("out", "in", "both"):
+            raise InvalidRequest(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+        if predicate is not None:
+            check_text(predicate, "predicate")
+        at = _at(as_of)
+        store = self._open()
+        known = store.entities(scope)
+        target = pick_entity(entity, known, scope)
+        names = {e.id: e.name for e in known}
+        found = relations_of(target.id, store.relations(scope), predicate=predicate, as_of=at, direction=direction)
+        return RelationList(results=[relation_item(r, names) for r in found])
+
+    def neighbours(
+        self,
+        entity: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        depth: int = 1,
+        as_of: datetime | str | float | None = None,
+    ) -> NeighbourList:
+        """The entities within ``depth`` relations of one entity (either direction), nearest first.
+
+        Args:
+            entity: its id or a name, as in ``relations``.
+            depth: how many relations away, 1 to 6.
+            as_of: walk the relations that held at that time.
+        Returns:
+            ``{"results": [entity dicts with "distance"]}``, by distance then name.
+        Raises:
+            ScopeRequired, InvalidRequest, EntityNotFound.
+        """
+        scope = _scope(user_id, agent_id, run_id, "neighbours")
+        hops = _depth(depth, "depth")
+        at = _at(as_of)
+        store = self._open()
+        known = store.entities(scope)
+        target = pick_entity(entity, known, scope)
+        by_id = {e.id: e for e in known}
+        near = neighbours(target.id, store.relations(scope), depth=hops, as_of=at)
+        items = [NeighbourItem(**entity_item(by_id[i]), distance=d) for i, d in near.items() if i in by_id]
+        items.sort(key=lambda n: (n["distance"], n["name"].casefold(), n["id"]))
+        return NeighbourList(results=items)
+
+    def path(
+        self,
+        a: str,
+        b: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        as_of: datetime | str | float | None = None,
+    ) -> PathResult:
+        """The shortest chain of relations joining two entities of the scope (at most 6).
+
+        Args:
+            a, b: ids or names, as in ``relations``.
+            as_of: over the relations that held at that time.
+        Returns:
+            ``{"found": bool, "results": [relation dicts from a towards b]}``; each relation may
+            read either way ("Bob reports_to Alice" joins Alice to Bob).
+        Raises:
+            ScopeRequired, InvalidRequest, EntityNotFound.
+        """
+        scope = _scope(user_id, agent_id, run_id, "path")
+        at = _at(as_of)
+        store = self._open()
+        known = store.entities(scope)
+        start, end = pick_entity(a, known, scope), pick_entity(b, known, scope)
+        chain = path(start.id, end.id, store.relations(scope), as_of=at, max_depth=MAX_DEPTH)
+        names = {e.id: e.name for e in known}
+        return PathResult(found=chain is not None, results=[relation_item(r, names) for r in chain or []])
+
+
+# -- search(graph=True) ----------------------------------------------------------------------------
+GraphLinks = dict[int, GraphExplain]  # row id -> why search(graph=True) linked the memory to the query
+
+
+def _reach(
+    query: Sequence[Entity], known: Sequence[Entity], relations: list[Relation], at: str | None
+) -> dict[str, GraphExplain]:
+    """The query's entities (distance 0) and those one relation away (distance 1), each with how it was reached."""
+    names = {e.id: e.name for e in known}
+    reach: dict[str, GraphExplain] = {}
+    for entity in query:
+        reach[entity.id] = GraphExplain(
+            entity=entity.name, via=entity.name, relation=None, distance=0, value=GRAPH_VALUE[0]
+        )
+    for entity in query:
+        for r in relations_of(entity.id, relations, as_of=at) if relations else []:
+            other = r.object_id if r.subject_id == entity.id else r.subject_id
+            if other not in reach and other in names:
+                reach[other] = GraphExplain(
+                    entity=names[other], via=entity.name, relation=r.predicate, distance=1, value=GRAPH_VALUE[1]
+                )
+    return reach
+
+
+def graph_candidates(
+    store: Store,
+    scope: Scope,
+    node: Node | None,
+    query: str,
+    qvec: Vector,
+    terms: list[str],
+    pool: CandidatePool,
+    visible_after: datetime,
+    as_of: datetime | None,
+) -> GraphLinks:
+    """Link the pool's memories to the query's entities, and add the linked memories it lacks.
+
+    Args:
+        pool: the search's candidate pool; memories reached through the graph join it (their
+            rows, cosines, context and best passage, as ``compose_pool`` would give them).
+        visible_after, as_of: as in the search: an expired memory or, with ``as_of``, one stated
+            later, does not join.
+    Returns:
+        The links, by row id (empty when the query names no entity of the scope).
+    """
+    known = store.entities(scope)
+    asked = query_entities(query, known) if known else []
+    if not asked:
+        return {}
+    at = to_iso(as_of) if as_of is not None else None
+    reach = _reach(asked, known, store.relations(scope), at)
+    by_memory: dict[str, GraphExplain] = {}
+    for entity_id, memory_ids in store.entity_memories(reach).items():
+        for memory_id in memory_ids:
+            best = by_memory.get(memory_id)
+            if best is None or reach[entity_id]["distance"] < best["distance"]:
+                by_memory[memory_id] = reach[entity_id]
+    present = {m.id: rid for rid, m in store.fetch(pool.rows).items()}
+    links = {present[mid]: why for mid, why in by_memory.items() if mid in present}
+    missing = sorted((m for m in by_memory if m not in present), key=lambda m: (by_memory[m]["distance"], m))
+    joined = _joiners(store, scope, node, missing[:MAX_GRAPH_MEMORIES], visible_after, at)
+    for rid, memory_id in joined.items():
+        links[rid] = by_memory[memory_id]
+    for rid in links:
+        pool.sources.setdefault(rid, []).append("graph")
+    _fill(store, pool, qvec, terms, list(joined))
+    return links
+
+
+def _joiners(
+    store: Store, scope: Scope, node: Node | None, memory_ids: list[str], visible_after: datetime, at: str | None
+) -> dict[int, str]:
+    """Row id -> memory id of the memories that may join: in the scope, matching the filter, visible."""
+    out: dict[int, str] = {}
+    live_after = to_iso(visible_after)
+    for memory_id in memory_ids:
+        row = store.get(memory_id)
+        if row is None or (row.expires_at is not None and row.expires_at <= live_after):
+            continue
+        if any(v is not None and getattr(row, k) != v for k, v in scope.as_dict().items()):
+            continue
+        if at is not None and row.timestamp > at:
+            continue
+        record = {f: getattr(row, f) for f in RESERVED_FIELDS} | {"metadata": row.metadata}
+        if node is not None and not evaluate(node, record):
+            continue
+        out[row.rid] = memory_id
+    return out
+
+
+def _fill(store: Store, pool: CandidatePool, qvec: Vector, terms: list[str], rids: list[int]) -> None:
+    """The joined memories' rows, context rows, cosines and best passages, into the pool."""
+    if not rids:
+        return
+    rows = store.search_rows(rids)
+    pool.rows.update(rows)
+    prev = {r.prev_rid for r in rows.values() if r.prev_rid is not None} - pool.rows.keys() - pool.context.keys()
+    pool.context.update(store.search_rows(prev))
+    pool.cosine.update(store.cosines(qvec, (rows.keys() | prev) - pool.cosine.keys()))
+    proposing = selective(terms, pool.df, pool.n_docs)
+    pool.passages.update(store.best_passages(qvec, proposing, [rid for rid, r in rows.items() if r.passages]))
+
+
+def graph_rescore(ranked: list[Scored], links: GraphLinks) -> list[Scored]:
+    """Blend the graph signal into every score (see the module docstring); best first again."""
+    if not links or not ranked:
+        return ranked
+    share = {k: round(v * (1 - GRAPH_WEIGHT), 6) for k, v in ranked[0].share.items()} | {"graph": GRAPH_WEIGHT}
+    for hit in ranked:
+        why = links.get(int(hit.id))
+        value = why["value"] if why is not None else 0.0
+        hit.score = round(min(1.0, max(0.0, (1 - GRAPH_WEIGHT) * hit.score + GRAPH_WEIGHT * value)), 6)
+        hit.share = share
+    return sorted(ranked, key=lambda r: (-r.score, r.id))
