@@ -19,7 +19,7 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from memlane.core.candidates import CandidatePool
     from memlane.core.filters import Node
-    from memlane.core.graph import Entity, Relation
+    from memlane.core.graph import Entity, EntityMention, Relation, RelationClaim
     from memlane.core.passages import PassageHit
     from memlane.core.records import (
         FactOutcome,
@@ -193,8 +193,14 @@ class Store(Protocol):
         now: datetime,
         passages: Sequence[NewPassage] = (),
         expires_at: datetime | EllipsisType | None = ...,
+        entities: Sequence[EntityMention] | None = None,
+        relations: Sequence[RelationClaim] = (),
     ) -> tuple[StoredMemory, StoredMemory]:
-        """Replace a memory's text, metadata (None keeps it) and expiry (``...`` keeps it)."""
+        """Replace a memory's text, metadata (None keeps it) and expiry (``...`` keeps it).
+
+        ``entities`` and ``relations``: the new text's names and claims, which replace the memory's
+        mentions (resolved in the transaction, claims true from ``now``); None keeps its graph rows.
+        """
         ...
 
     def apply_facts(self, plan: FactPlan, now: datetime) -> builtins.list[FactOutcome]: ...

@@ -20,16 +20,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from memlane.core.graph import Entity, EntityMention, Relation, plan_relations, resolve
-from memlane.core.records import NewMemory
+from memlane.core.graph import Entity, EntityMention, Relation, RelationClaim, plan_relations, resolve
 from memlane.stores.sql_tx import Tx
 from memlane.types import Scope
 
 __all__ = [
     "ENTITY_COLUMNS",
     "RELATION_COLUMNS",
+    "GraphEdit",
+    "Stated",
     "delete_scope_graph",
     "drop_mentions",
     "drop_orphans",
@@ -68,6 +70,29 @@ def row_to_relation(row: Sequence[Any]) -> Relation:
         memory_id=row[6], user_id=row[7] or None, agent_id=row[8] or None, run_id=row[9] or None,
         created_at=row[10],
     )  # fmt: skip
+
+
+class Stated(Protocol):
+    """What a memory names and states, and where and when (``NewMemory`` is one)."""
+
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    timestamp: str
+    entities: tuple[EntityMention, ...]
+    relations: tuple[RelationClaim, ...]
+
+
+@dataclass
+class GraphEdit:
+    """The names and claims of a memory's text edited in place (``Store.update``), from ``timestamp`` on."""
+
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    timestamp: str
+    entities: tuple[EntityMention, ...]
+    relations: tuple[RelationClaim, ...]
 
 
 def _new_id() -> str:
@@ -111,7 +136,7 @@ def insert_relations(tx: Tx, relations: Sequence[Relation]) -> None:
     )  # fmt: skip
 
 
-def write_graph(tx: Tx, r: NewMemory, memory_id: str, now_iso: str) -> None:
+def write_graph(tx: Tx, r: Stated, memory_id: str, now_iso: str) -> None:
     """Resolve and write the entities ``r`` names and the relations it states, for memory ``memory_id``.
 
     The caller holds the write lock of ``r``'s exact scope. The names of the relation claims'
@@ -195,7 +220,7 @@ def forget_memories(tx: Tx, memory_ids: Iterable[str]) -> None:
     drop_orphans(tx, touched)
 
 
-def replace_graph(tx: Tx, r: NewMemory, memory_id: str, now_iso: str) -> None:
+def replace_graph(tx: Tx, r: Stated, memory_id: str, now_iso: str) -> None:
     """A memory's text was rewritten as ``r``: its mentions become those of the new text; the
     relations it stated stay (history) unless the new claims close them."""
     touched = drop_mentions(tx, [memory_id])

@@ -22,6 +22,7 @@ from types import EllipsisType
 from typing import Any, Literal, TypeVar
 
 from memlane.core.filters import Node, to_iso
+from memlane.core.graph import EntityMention, RelationClaim
 from memlane.core.records import (
     FactOutcome,
     FactPlan,
@@ -38,7 +39,7 @@ from memlane.core.records import (
 from memlane.errors import MemoryConflict, MemoryNotFound
 from memlane.protocols import Vector
 from memlane.stores import sql_export
-from memlane.stores.sql_graph import delete_scope_graph, write_graph
+from memlane.stores.sql_graph import GraphEdit, delete_scope_graph, replace_graph, write_graph
 from memlane.stores.sql_graph_io import GraphReads
 from memlane.stores.sql_rows import (
     COLUMNS,
@@ -177,8 +178,13 @@ class SQLStore(GraphReads, ABC):
         now: datetime,
         passages: Sequence[NewPassage] = (),
         expires_at: datetime | EllipsisType | None = ...,
+        entities: Sequence[EntityMention] | None = None,
+        relations: Sequence[RelationClaim] = (),
     ) -> tuple[StoredMemory, StoredMemory]:
         """Replace a memory's text and passages, metadata when given, expiry unless ``...``: (before, after).
+
+        ``entities`` (with ``relations``) replace the memory's mentions with those of the new text,
+        resolved as ``insert`` does, its new claims true from ``now``; None leaves its graph rows as they are.
 
         Raises:
             MemoryNotFound: no such id.
@@ -219,6 +225,10 @@ class SQLStore(GraphReads, ABC):
             )
             tx.execute("DELETE FROM passages WHERE rid = ?", (before.rid,))
             insert_passages(tx, before.rid, passages)
+            if entities is not None:
+                edit = GraphEdit(before.user_id, before.agent_id, before.run_id, now_iso, tuple(entities),
+                                 tuple(relations))  # fmt: skip
+                replace_graph(tx, edit, memory_id, now_iso)
             record(tx, memory_id, "UPDATE", before.memory, text, now_iso, now_iso, (row[2], row[3], row[4]))
             after = row_to_memory(
                 tx.execute(f"SELECT {COLUMNS} FROM memories m WHERE m.id = ?", (memory_id,)).fetchone()

@@ -14,7 +14,7 @@ from typing import Any
 from memlane.core.filters import to_iso
 from memlane.core.graph import EntityMention, Relation, RelationClaim
 from memlane.core.records import FactPlan, FactWrite, NewMemory, PortableEntity, PortableRelation, SourceMessage
-from memlane.core.text import content_hash
+from memlane.core.text import analyse, content_hash
 from memlane.errors import InvalidRequest, MemoryConflict, StoreError
 from memlane.testing._contract_base import ALICE, T0, StoreFactory, StoreUnderTest, raises
 from memlane.testing._export_contract import ExportContract
@@ -161,6 +161,21 @@ class GraphContract(ExportContract):
         new = self.named("Eve likes Yan", ("Eve", "Yan"), fact=True)
         store.apply_facts(FactPlan([], [FactWrite("UPDATE", new, (), added.id, content_hash("Eve likes Zed"))]), T0)
         assert sorted(self.by_name(store)) == ["Eve", "Yan"]  # Zed named nothing any more
+
+    def test_graph_update_replaces_mentions_only_when_given_names(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        (mid,) = self.put(store, self.named("Ann knows Ben", ("Ann", "Ben")))
+        self.edit(store, mid, "Ann knows Ben well")  # no names given: the graph rows stay
+        assert sorted(self.by_name(store)) == ["Ann", "Ben"]
+        text, later = "Ann knows Cal", T0 + timedelta(days=1)
+        store.update(mid, text=text, search_text=analyse(text), content_hash=content_hash(text),
+                     embedding=self.vec(text), metadata=None, now=later, entities=[EntityMention("Ann")],
+                     relations=[RelationClaim("Ann", "knows", "Cal")])  # fmt: skip
+        ids = self.by_name(store)
+        assert sorted(ids) == ["Ann", "Cal"]  # Ben named nothing any more
+        assert store.memory_entities([mid]) == {mid: [ids["Ann"], ids["Cal"]]}
+        (knows,) = store.relations(ALICE)
+        assert (knows.memory_id, knows.valid_from) == (mid, to_iso(later))
 
     # -- deletion --------------------------------------------------------------------------------
     def test_graph_delete_takes_mentions_relations_and_orphans(self, store_factory: StoreFactory) -> None:
