@@ -235,6 +235,22 @@ def test_offline_adds_link_the_names_they_find(memory: Memory) -> None:
                                            "distance": 0, "value": 1.0}  # fmt: skip
 
 
+def test_an_edited_text_keeps_the_entities_it_still_names_and_links_new_names(memory: Memory, llm: FakeLLM) -> None:
+    (mid,) = tell(
+        memory, llm, fact("Bob reports to Alice.", "Bob", "Alice", relations=(("Bob", "reports_to", "Alice", True),))
+    )
+
+    def named() -> list[tuple[str, str | None]]:
+        ids = memory.store.memory_entities([mid])[mid]
+        return sorted((e["name"], e["type"]) for e in map(memory.entity, ids))
+
+    memory.update(mid, metadata={"checked": True})
+    assert named() == [("Alice", "person"), ("Bob", "person")]  # no new text: links unchanged
+    memory.update(mid, data="Bob reports to Carol Jones now.")
+    assert named() == [("Bob", "person"), ("Carol Jones", None)]  # Bob kept (and typed), Carol found, Alice gone
+    assert [r["object"]["name"] for r in memory.relations("Bob", user_id="u")["results"]] == ["Alice"]  # relations stay
+
+
 def test_search_graph_finds_a_memory_only_a_neighbour_mentions(memory: Memory, llm: FakeLLM) -> None:
     tell(memory, llm, fact("Alice manages Bob.", "Alice", "Bob", relations=(("Alice", "manages", "Bob"),)))
     tell(memory, llm, fact("Zoe is training for a marathon.", "Zoe"))

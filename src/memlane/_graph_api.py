@@ -23,10 +23,13 @@ from memlane.core.filters import RESERVED_FIELDS, Node, evaluate, to_iso
 from memlane.core.graph import (
     Direction,
     Entity,
+    EntityMention,
     Relation,
+    detect_names,
     entity_candidates,
     find_entity,
     neighbours,
+    normalise_name,
     path,
     query_entities,
     relations_of,
@@ -49,7 +52,7 @@ from memlane.types import (
     Scope,
 )
 
-__all__ = ["GRAPH_WEIGHT", "GraphLinks", "GraphMethods", "graph_candidates", "graph_rescore"]
+__all__ = ["GRAPH_WEIGHT", "GraphLinks", "GraphMethods", "edited_mentions", "graph_candidates", "graph_rescore"]
 
 GRAPH_WEIGHT = 0.15  # the graph signal's share of a score when the query names an entity
 GRAPH_VALUE = {0: 1.0, 1: 0.5}  # by distance from a query entity
@@ -256,6 +259,17 @@ class GraphMethods:
         chain = path(start.id, end.id, store.relations(scope), as_of=at, max_depth=MAX_DEPTH)
         names = {e.id: e.name for e in known}
         return PathResult(found=chain is not None, results=[relation_item(r, names) for r in chain or []])
+
+
+def edited_mentions(store: Store, memory_id: str, text: str) -> tuple[EntityMention, ...]:
+    """The entity mentions of a memory's edited text: the entities it named that the text still
+    names (with their types), then the names the text adds (:func:`detect_names`)."""
+    linked = store.memory_entities([memory_id]).get(memory_id, [])
+    before = [e for e in (store.entity(i) for i in linked) if e is not None]
+    kept = query_entities(text, before)
+    names = {n for e in kept for n in e.names()}
+    added = [m for m in detect_names(text) if normalise_name(m.name) not in names]
+    return (*(EntityMention(e.name, e.type) for e in kept), *added)
 
 
 # -- search(graph=True) ----------------------------------------------------------------------------

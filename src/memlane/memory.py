@@ -16,7 +16,7 @@ from typing import Any, Self
 
 from memlane import reembed as reembedding
 from memlane import transfer
-from memlane._graph_api import GraphMethods, graph_candidates, graph_rescore
+from memlane._graph_api import GraphMethods, edited_mentions, graph_candidates, graph_rescore
 from memlane._indexing import index_texts
 from memlane._search import add_passage, candidates_of, gather_candidates
 from memlane._store_config import build_store
@@ -376,7 +376,8 @@ class Memory(GraphMethods):
         """Replace a memory's text, metadata or expiry (whichever are given); history keeps the old text.
 
         A text longer than the passage size (config ``passages.max_chars``) is searched passage
-        by passage, as in ``add``.
+        by passage, as in ``add``. A new text's entity links are those of its entities still named
+        in it, plus the names it adds (found as without an LLM); the relations stay.
 
         Args:
             data: the new text (``text`` is accepted as mem0's name for it); None keeps the text.
@@ -419,6 +420,7 @@ class Memory(GraphMethods):
             now=self._now(),
             passages=indexed.passages,
             expires_at=... if expiry is _KEEP else expiry,
+            entities=None if new_text is None else edited_mentions(store, memory_id, text_now),
         )
         return after.to_item()
 
