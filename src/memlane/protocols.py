@@ -316,13 +316,14 @@ class Store(Protocol):
         or in history) or when a current row duplicates the text of a current memory of its scope
         and speaker (in the store or earlier in ``memories``). ``"skip"`` leaves such a memory out
         whole (rows and history); ``"error"`` raises before writing anything. An entity or relation
-        whose id the store knows conflicts the same way. A mention of (or relation stated by) a
-        memory left out as a conflict is left out when the store does not hold that memory.
+        whose id the store knows conflicts the same way. A link to a memory or entity that neither
+        the import (its conflicts left out) nor the store holds is left out (an export of a store
+        in use may name a memory added after its memory pages were read).
 
         Raises:
             MemoryConflict: a conflict, with ``on_conflict="error"`` (names the memory id).
-            InvalidRequest: an entity or relation points at no memory or entity of the import or
-                the store, or at one of another scope (``record N: ...``); nothing was written.
+            InvalidRequest: an entity or relation links rows of two scopes (``record N: ...``);
+                nothing was written.
             StoreError: the write failed; nothing was written.
         """
         ...

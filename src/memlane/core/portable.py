@@ -42,7 +42,9 @@ included (``entity_type`` is the entity's type: ``type`` names the record's)::
      "user_id": "alice", "agent_id": null, "run_id": null, "created_at": "…"}
 
 - An entity, its relations and the memories naming it share one scope; import refuses a record
-  that links two scopes, or that names a memory or entity neither the import nor the store holds.
+  that links two scopes. A link to a memory or entity that neither the import nor the store
+  holds is left out (an export of a store in use reads its pages at different times, so it may
+  name a memory added after the memory pages were read).
 - ``memories`` lists memory ids (a past version's memory is its ``version_of``); ``memory_id`` of
   a relation is the memory that stated it, or null. Ids are kept on import, as memories' are.
 - An export without graph records (every export before them) imports as before.

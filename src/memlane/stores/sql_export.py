@@ -165,7 +165,7 @@ class Importer:
 
         Raises:
             InvalidRequest: a row carries no vector of the store's dimension (embed before importing),
-                or an entity or relation points at no row, or at a row of another scope.
+                or an entity or relation links rows of two scopes.
             MemoryConflict: a conflict, with ``on_conflict="error"``.
         """
         self._check_vectors(memories)
@@ -183,7 +183,7 @@ class Importer:
             self._link(m)
         for mid, prev_id in late:
             self.tx.execute("UPDATE memories SET prev_rid = ? WHERE rid = ?", (self._rids[prev_id], self._rids[mid]))
-        GraphImporter(self.tx, self.on_conflict, kept, skip).run(entities, relations)
+        GraphImporter(self.tx, self.on_conflict, kept).run(entities, relations)
         written = [e for e in events if e.memory_id not in skip]
         self.tx.executemany(
             "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, effective_at, user_id, "

@@ -134,10 +134,14 @@ class GraphImporter:
 
     Ids are kept. An entity or relation id the store already holds is a conflict, handled like a
     memory's (``"error"``: MemoryConflict; ``"skip"``: left out, and the store's row with that id
-    is what the import's mentions and relations then point at). A mention of a memory, or a
-    relation stated by one, that the import skipped as a conflict and the store does not hold is
-    left out. Anything else that points at no row of the import or the store, or at a row of
-    another scope, is refused as ``record N: ...``.
+    is what the import's mentions and relations then point at).
+
+    A link to a row that neither the import (once its conflicts are left out) nor the store holds
+    is left out: a mention of such a memory, a relation stated by such a memory or between such
+    entities. An export of a store in use reads its pages at different times, so it may name a
+    memory added after the memory pages were read, or an entity created after its page; the rest
+    of the import is sound. A link between two scopes is refused as ``record N: ...``: a graph
+    never spans scopes (and a namespaced key must not reach another namespace's rows by id).
     """
 
     def __init__(
@@ -145,14 +149,10 @@ class GraphImporter:
         tx: Tx,
         on_conflict: Literal["error", "skip"],
         memories: Sequence[PortableMemory],
-        skipped: set[str],
     ) -> None:
         self.tx = tx
         self.on_conflict = on_conflict
-        self.skipped = skipped
-        self._memories: dict[str, ScopeKey] = {
-            m.memory_id: _key(m.user_id, m.agent_id, m.run_id) for m in memories if m.memory_id not in skipped
-        }
+        self._memories: dict[str, ScopeKey] = {m.memory_id: _key(m.user_id, m.agent_id, m.run_id) for m in memories}
 
     def _select(self, sql: str, values: Iterable[Any]) -> list[Any]:
         return _in_chunks(lambda q, p: self.tx.execute(q, p).fetchall(), sql, values)
@@ -162,7 +162,7 @@ class GraphImporter:
 
         Raises:
             MemoryConflict: an entity or relation id already in the store, with ``"error"``.
-            InvalidRequest: a reference to no row, or to a row of another scope.
+            InvalidRequest: a link to a row of another scope.
         """
         if not entities and not relations:
             return 0, 0
@@ -213,12 +213,10 @@ class GraphImporter:
         return f"record {record}: {what}" if record else what
 
     def _memory_ok(self, memory_id: str, scope: ScopeKey, where: str) -> bool:
-        """True when the memory is written or held in ``scope``; False when it was skipped (leave the link out)."""
+        """True when the memory is written or held in ``scope``; False when neither holds it (leave the link out)."""
         found = self._memories.get(memory_id)
         if found is None:
-            if memory_id in self.skipped:
-                return False
-            raise InvalidRequest(f"{where} names memory {memory_id!r}, neither in this import nor in the store")
+            return False
         if found != scope:
             raise InvalidRequest(f"{where} names memory {memory_id!r} of another scope: a graph never spans scopes")
         return True
@@ -236,7 +234,7 @@ class GraphImporter:
         scope = _key(r.user_id, r.agent_id, r.run_id)
         for field, eid in (("subject_id", r.subject_id), ("object_id", r.object_id)):
             if eid not in scopes:
-                raise InvalidRequest(f"{where}: {field} {eid!r} is neither an entity of this import nor of the store")
+                return False
             if scopes[eid] != scope:
                 raise InvalidRequest(f"{where}: {field} {eid!r} is an entity of another scope")
         return r.memory_id is None or self._memory_ok(r.memory_id, scope, f"{where}: memory_id")

@@ -341,7 +341,7 @@ class SQLStore(GraphReads, ABC):
 
         Raises:
             MemoryConflict: a conflict, with ``on_conflict="error"``.
-            InvalidRequest: an entity or relation points at no row, or at a row of another scope.
+            InvalidRequest: an entity or relation links rows of two scopes.
             StoreError: the write failed and was rolled back.
         """
 

@@ -269,7 +269,7 @@ class GraphContract(ExportContract):
         assert store.memory_entities(m.memory_id for m in rows) == mentions
         assert self.graph_export(store) == (entities, relations)
 
-    def test_graph_import_conflicts_and_bad_references(self, store_factory: StoreFactory) -> None:
+    def test_graph_import_conflicts_and_links(self, store_factory: StoreFactory) -> None:
         store = self.opened(store_factory)
         self.graph_build(store)
         entities, relations = self.graph_export(store)
@@ -281,19 +281,28 @@ class GraphContract(ExportContract):
         sam = next(e for e in entities if e.entity.name == "Sam" and e.entity.user_id == "alice")
         bob_sam = next(e for e in entities if e.entity.user_id == "bob")
         new = dataclasses.replace(sam, entity=dataclasses.replace(sam.entity, id="new-entity"), record=7)
+        stated = relations[0].relation
+        # A link across scopes is refused, naming the record; nothing is written.
         cases: builtins.list[tuple[builtins.list[PortableEntity], builtins.list[PortableRelation], str]] = [
-            ([dataclasses.replace(new, memories=["no-such-memory"])], [], "record 7: entity 'new-entity'"),
-            ([dataclasses.replace(new, memories=bob_sam.memories)], [], "of another scope"),
-            ([new], [dataclasses.replace(relations[0], relation=dataclasses.replace(
-                relations[0].relation, id="r-new", subject_id="no-such-entity"), record=9)], "record 9: relation"),
-            ([new], [PortableRelation(dataclasses.replace(relations[0].relation, id="r-new",
-                                                          object_id=bob_sam.entity.id))], "another scope"),
+            ([dataclasses.replace(new, memories=bob_sam.memories)], [], "record 7: entity 'new-entity'"),
+            ([new], [PortableRelation(dataclasses.replace(stated, id="r-new", object_id=bob_sam.entity.id), 9)],
+             "record 9: relation 'r-new': object_id"),
         ]  # fmt: skip
         for ents, rels, message in cases:
             try:
                 store.import_records([], [], on_conflict="skip", now=_LATER, entities=ents, relations=rels)
             except InvalidRequest as exc:
-                assert message in str(exc), (message, str(exc))
+                assert message in str(exc) and "another scope" in str(exc), (message, str(exc))
             else:
                 raise AssertionError(f"expected InvalidRequest: {message}")
             assert self.graph_rows(store) == counts and store.entity("new-entity") is None
+        # A link to a memory or entity held nowhere is left out, and an entity left naming nothing with it.
+        dangling = [
+            PortableRelation(dataclasses.replace(stated, id="r-1", subject_id="no-such-entity")),
+            PortableRelation(dataclasses.replace(stated, id="r-2", memory_id="no-such-memory")),
+        ]
+        lone = dataclasses.replace(new, entity=dataclasses.replace(new.entity, id="lone"), memories=["no-such-memory"])
+        store.import_records([], [], on_conflict="error", now=_LATER, entities=[new, lone], relations=dangling)
+        assert store.entity("lone") is None and store.entity("new-entity") is not None
+        assert sorted(store.entity_memories(["new-entity"])["new-entity"]) == sorted(sam.memories)
+        assert self.graph_rows(store)[2] == counts[2]
