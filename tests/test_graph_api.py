@@ -235,6 +235,15 @@ def test_offline_adds_link_the_names_they_find(memory: Memory) -> None:
                                            "distance": 0, "value": 1.0}  # fmt: skip
 
 
+def test_an_offline_message_names_its_speaker(memory: Memory) -> None:
+    said = [{"role": "user", "name": "Caroline", "content": "I researched adoption agencies with Mel."}]
+    (mid,) = [r["id"] for r in memory.add(said, user_id="u", infer=False)["results"]]
+    people = {e["name"]: e["type"] for e in memory.entities(user_id="u")["results"]}
+    assert people == {"Caroline": "person", "Mel": None}  # the speaker is the "I" of the message
+    hits = memory.search("What did Caroline research?", user_id="u", graph=True, explain=True)["results"]
+    assert hits[0]["id"] == mid and hits[0]["explain"]["graph"]["entity"] == "Caroline"
+
+
 def test_an_edited_text_keeps_the_entities_it_still_names_and_links_new_names(memory: Memory, llm: FakeLLM) -> None:
     (mid,) = tell(
         memory, llm, fact("Bob reports to Alice.", "Bob", "Alice", relations=(("Bob", "reports_to", "Alice", True),))

@@ -52,7 +52,15 @@ from memlane.types import (
     Scope,
 )
 
-__all__ = ["GRAPH_WEIGHT", "GraphLinks", "GraphMethods", "edited_mentions", "graph_candidates", "graph_rescore"]
+__all__ = [
+    "GRAPH_WEIGHT",
+    "GraphLinks",
+    "GraphMethods",
+    "edited_mentions",
+    "graph_candidates",
+    "graph_rescore",
+    "verbatim_mentions",
+]
 
 GRAPH_WEIGHT = 0.15  # the graph signal's share of a score when the query names an entity
 GRAPH_VALUE = {0: 1.0, 1: 0.5}  # by distance from a query entity
@@ -259,6 +267,14 @@ class GraphMethods:
         chain = path(start.id, end.id, store.relations(scope), as_of=at, max_depth=MAX_DEPTH)
         names = {e.id: e.name for e in known}
         return PathResult(found=chain is not None, results=[relation_item(r, names) for r in chain or []])
+
+
+def verbatim_mentions(text: str, speaker: str | None) -> tuple[EntityMention, ...]:
+    """A verbatim message's mentions: its speaker (the "I" of the message, a person), then the
+    names its text holds (:func:`detect_names`)."""
+    first = [EntityMention(speaker, "person")] if speaker and normalise_name(speaker) else []
+    seen = {normalise_name(m.name) for m in first}
+    return (*first, *(m for m in detect_names(text) if normalise_name(m.name) not in seen))
 
 
 def edited_mentions(store: Store, memory_id: str, text: str) -> tuple[EntityMention, ...]:

@@ -16,14 +16,19 @@ from typing import Any, Self
 
 from memlane import reembed as reembedding
 from memlane import transfer
-from memlane._graph_api import GraphMethods, edited_mentions, graph_candidates, graph_rescore
+from memlane._graph_api import (
+    GraphMethods,
+    edited_mentions,
+    graph_candidates,
+    graph_rescore,
+    verbatim_mentions,
+)
 from memlane._indexing import index_texts
 from memlane._search import add_passage, candidates_of, gather_candidates
 from memlane._store_config import build_store
 from memlane.config import MemoryConfig
 from memlane.core.compat import expiry_of_date, one_of, refuse_unknown
 from memlane.core.filters import Node, parse_filter, to_iso
-from memlane.core.graph import detect_names
 from memlane.core.inputs import (
     MAX_MESSAGE_CHARS,
     check_extractable,
@@ -350,7 +355,7 @@ class Memory(GraphMethods):
                 expires_at=to_iso(expiry) if expiry else None,
                 conversational=True,
                 passages=ix.passages,
-                entities=tuple(detect_names(m.content)),  # no LLM: names, and no relations
+                entities=verbatim_mentions(m.content, m.name),  # no LLM: names, and no relations
             )
             for m, ix in zip(msgs, indexed, strict=True)
         ]
