@@ -247,11 +247,6 @@ def test_export_import_from_sqlite_into_postgres_carries_the_graph(tmp_path: Pat
         assert list(target.export_records()) == records
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/_postgres.py spools only memory and history records (_Spool.fill refuses 'entity'): "
-    "memlane copy needs to send entity and relation records in a last batch",
-)
 def test_memlane_copy_carries_the_graph(tmp_path: Path, postgres_url: str) -> None:
     from memlane.cli import cli
     from memlane.providers import registry

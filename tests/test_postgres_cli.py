@@ -206,20 +206,23 @@ def embedded(run: Cli) -> Cli:
     return run
 
 
-def by_key(records: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(header without its time, memory rows by id, history by memory id); each row exactly once."""
+def by_key(records: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(header without its time, memory rows by id, history by memory id, entities and relations by
+    id); each record exactly once."""
     header = {k: v for k, v in records[0].items() if k != "exported_at"}
     rows = {r["id"]: r for r in records if r["type"] == "memory"}
     history = {r["memory_id"]: r for r in records if r["type"] == "history"}
-    assert len(rows) + len(history) + 1 == len(records)
-    return header, rows, history
+    graph = {(r["type"], r["id"]): r for r in records if r["type"] in ("entity", "relation")}
+    assert len(rows) + len(history) + len(graph) + 1 == len(records)
+    return header, rows, history, graph
 
 
 def test_copy_moves_everything_record_by_record(embedded: Cli, postgres_url: str) -> None:
     with Memory(embedded.home / "memlane.db", embedder=HashEmbedder()) as source:
         before = by_key(list(source.export_records()))
-    _, rows, history = before
-    # the store holds every kind of record this test is about
+    _, rows, history, graph = before
+    # the store holds every kind of record this test is about (entities: the names verbatim messages hold)
+    assert any(kind == "entity" for kind, _ in graph)
     assert any(r["version_of"] for r in rows.values()) and any(r["expires_at"] for r in rows.values())
     assert any(r["sources"] for r in rows.values() if not r["conversational"])
     assert sum(bool(r["prev_id"]) for r in rows.values()) == 2
@@ -238,6 +241,7 @@ def test_copy_moves_everything_record_by_record(embedded: Cli, postgres_url: str
         for rid, row in rows.items():
             assert after[1][rid] == row, rid
         assert after[2] == history
+        assert after[3] == graph
         # and it answers like the source
         found = target.search("where does the user live", user_id="alice", agent_id="coach")["results"]
         assert found[0]["memory"] == "The user moved from Berlin to Oslo."

@@ -63,6 +63,7 @@ class _Spool:
             "CREATE TABLE rows (pos INTEGER PRIMARY KEY, memory_id TEXT NOT NULL, record TEXT NOT NULL);"
             "CREATE TABLE history (memory_id TEXT PRIMARY KEY, record TEXT NOT NULL);"
             "CREATE TABLE groups (ord INTEGER PRIMARY KEY, memory_id TEXT NOT NULL UNIQUE);"
+            "CREATE TABLE graph (pos INTEGER PRIMARY KEY, record TEXT NOT NULL);"
         )
         self.header: dict[str, Any] | None = None
 
@@ -70,19 +71,22 @@ class _Spool:
         """Spool every record; returns the number of memories (with rows, or history only)."""
         rows: list[tuple[int, str, str]] = []
         events: list[tuple[str, str]] = []
+        graph: list[tuple[int, str]] = []
         for pos, record in enumerate(records):
             kind = record.get("type")
             if kind == "memory":
                 rows.append((pos, str(record.get("version_of") or record.get("id")), json.dumps(record)))
             elif kind == "history":
                 events.append((str(record.get("memory_id")), json.dumps(record)))
+            elif kind in ("entity", "relation"):  # entities come before the relations linking them
+                graph.append((pos, json.dumps(record)))
             elif pos == 0:
                 self.header = dict(record)
             else:
                 raise InvalidRequest(f"export record {pos + 1} has an unexpected type {kind!r}")
-            if len(rows) + len(events) >= _SPOOL_CHUNK:
-                self._flush(rows, events)
-        self._flush(rows, events)
+            if len(rows) + len(events) + len(graph) >= _SPOOL_CHUNK:
+                self._flush(rows, events, graph)
+        self._flush(rows, events, graph)
         # A memory's place is its first row's, so a message's predecessor is copied before it.
         self.conn.executescript(
             "CREATE INDEX rows_memory ON rows (memory_id);"
@@ -92,14 +96,30 @@ class _Spool:
         self.conn.commit()
         return int(self.conn.execute("SELECT count(*) FROM groups").fetchone()[0])
 
-    def _flush(self, rows: list[tuple[int, str, str]], events: list[tuple[str, str]]) -> None:
+    def _flush(
+        self, rows: list[tuple[int, str, str]], events: list[tuple[str, str]], graph: list[tuple[int, str]]
+    ) -> None:
         self.conn.executemany("INSERT INTO rows (pos, memory_id, record) VALUES (?, ?, ?)", rows)
         self.conn.executemany("INSERT INTO history (memory_id, record) VALUES (?, ?)", events)
+        self.conn.executemany("INSERT INTO graph (pos, record) VALUES (?, ?)", graph)
         rows.clear()
         events.clear()
+        graph.clear()
 
     def batches(self, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-        """``(memories, records)`` for up to ``size`` memories at a time: header, rows, then history."""
+        """``(memories, records)`` for up to ``size`` memories at a time: header, rows, then history;
+        then the graph (entities, then relations), ``size`` records at a time (0 memories each), once
+        every memory it links to is in the target."""
+        yield from self._memory_batches(size)
+        after = -1
+        while chunk := self.conn.execute(
+            "SELECT pos, record FROM graph WHERE pos > ? ORDER BY pos LIMIT ?", (after, size)
+        ).fetchall():
+            after = int(chunk[-1][0])
+            head = [self.header] if self.header is not None else []
+            yield 0, head + [json.loads(row[1]) for row in chunk]
+
+    def _memory_batches(self, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         after = 0
         while True:
             last = self.conn.execute(
