@@ -80,6 +80,14 @@ def test_ambiguous_short_names_are_never_guessed() -> None:
     assert got == ["b"]
 
 
+def test_an_alias_never_pulls_in_another_full_name() -> None:
+    # "Alice" became an alias of "Alice Novak"; "Alice Garcia" is someone else.
+    got, created, _ = run([EntityMention("Alice", "person"), EntityMention("Alice Novak", "person"),
+                           EntityMention("Alice Garcia", "person"), EntityMention("Alice", "person")])  # fmt: skip
+    assert got[:3] == ["e1", "e1", "e2"] and [e.name for e in created] == ["Alice Novak", "Alice Garcia"]
+    assert got[3] == "e1"  # the name it was told by, exactly
+
+
 def test_types_must_agree_unless_unknown() -> None:
     existing = [entity("p", "Jordan", "person")]
     assert run([EntityMention("Jordan", "place")], existing)[0] == ["e1"]

@@ -31,6 +31,7 @@ no relations. Queries name entities the same way (:func:`query_entities`). Trave
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -163,6 +164,7 @@ class RelationPlan:
     closed: list[tuple[str, str]] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every write compares the scope's names: normalise each once
 def normalise_name(name: str) -> str:
     """A name as compared: casefolded words, leading determiners, titles and role words dropped.
 
@@ -199,13 +201,15 @@ def _match(mention: EntityMention, key: str, pool: Sequence[Entity]) -> Entity |
     if exact:  # two entities answer to the same name: the canonical-name one, else none
         named = [e for e in exact if normalise_name(e.name) == key]
         return named[0] if len(named) == 1 else None
+    # A part of a full name ("Alice" of "Alice Chen"), or a fuller form of a short one, is judged
+    # against canonical names only: "Alice" as an alias of "Alice Chen" must not make "Alice Wong" fit.
     words = key.split()
     partial = [
         e
         for e in pool
-        if _types_agree(e.type, mention.type) and any(_is_affix(words, n.split()) or _is_affix(n.split(), words)
-                                                     for n in e.names())
-    ]  # fmt: skip
+        if _types_agree(e.type, mention.type)
+        and (_is_affix(words, (full := normalise_name(e.name).split())) or _is_affix(full, words))
+    ]
     return partial[0] if len(partial) == 1 else None
 
 
