@@ -395,6 +395,9 @@ EXPECTED_ROUTES = {
     ("POST", "/v1/memories/search"), ("GET", "/v1/memories/{memory_id}"), ("PUT", "/v1/memories/{memory_id}"),
     ("DELETE", "/v1/memories/{memory_id}"), ("GET", "/v1/memories/{memory_id}/history"), ("POST", "/v1/reset"),
     ("GET", "/v1/export"), ("POST", "/v1/import"), ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/v1/version"),
+    # the graph (memlane.server.graph_routes)
+    ("GET", "/v1/entities"), ("GET", "/v1/entities/{entity_id}"), ("GET", "/v1/entities/{entity}/relations"),
+    ("GET", "/v1/entities/{entity}/neighbours"), ("GET", "/v1/graph/path"),
     # mem0's self-hosted server paths (memlane.server.mem0_routes)
     ("POST", "/memories"), ("GET", "/memories"), ("DELETE", "/memories"), ("GET", "/memories/{memory_id}"),
     ("PUT", "/memories/{memory_id}"), ("DELETE", "/memories/{memory_id}"), ("GET", "/memories/{memory_id}/history"),

@@ -19,8 +19,8 @@ import httpx
 
 from memlane import errors
 from memlane.core.compat import refuse_unknown
-from memlane.core.inputs import has_string_keys
-from memlane.core.scope import validate_scope_id
+from memlane.core.inputs import check_text, has_string_keys, parse_time
+from memlane.core.scope import resolve_scope, validate_scope_id
 
 __all__ = [
     "DEFAULT_URL",
@@ -29,12 +29,17 @@ __all__ = [
     "add_call",
     "delete_all_call",
     "delete_call",
+    "entities_call",
+    "entity_call",
     "error_for",
     "export_call",
     "get_all_call",
     "get_call",
     "history_call",
     "import_call",
+    "neighbours_call",
+    "path_call",
+    "relations_call",
     "result_of",
     "search_call",
     "transport_error",
@@ -224,13 +229,98 @@ def import_call(records: Iterable[Mapping[str, Any]], *, on_conflict: str = "err
     return Call("POST", "/v1/import", params={"on_conflict": on_conflict}, content=content), len(lines)
 
 
+# -- the graph: the checks ``Memory`` makes before it reads, made here too, since a URL would turn
+# 5 into "5" and an empty name into another path; the server checks the rest with Memory's words.
+_MAX_DEPTH = 6  # memlane._graph_api.MAX_DEPTH
+
+
+def _entity(ref: object, what: str = "entity") -> str:
+    return quote(check_text(ref, what), safe="")
+
+
+def _graph_query(operation: str, ids: Mapping[str, str | None], as_of: Any, **more: Any) -> dict[str, Any]:
+    """The query of a graph read: the scope, ``as_of`` as ISO 8601 (checked as ``Memory`` checks it)."""
+    at = None if as_of is None else parse_time(as_of, "as_of").isoformat()
+    return _query(_body(operation, **ids, as_of=at, **more))
+
+
+def _scope(operation: str, user_id: str | None, agent_id: str | None, run_id: str | None) -> dict[str, str | None]:
+    """The scope ids, after ``Memory``'s first check: a graph read needs a scope (ScopeRequired)."""
+    resolve_scope(user_id=user_id, agent_id=agent_id, run_id=run_id, filters=None, required=True, operation=operation)
+    return {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
+
+
+def entities_call(*, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None) -> Call:
+    """See :meth:`memlane.Memory.entities`."""
+    params = _graph_query("entities", _scope("entities", user_id, agent_id, run_id), None)
+    return Call("GET", "/v1/entities", params=params, read_only=True)
+
+
+def entity_call(entity_id: str) -> Call:
+    """See :meth:`memlane.Memory.entity`."""
+    return Call("GET", f"/v1/entities/{_entity(entity_id, 'entity_id')}", read_only=True)
+
+
+def relations_call(
+    entity: str,
+    *,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    run_id: str | None = None,
+    predicate: str | None = None,
+    direction: str = "both",
+    as_of: Any = None,
+) -> Call:
+    """See :meth:`memlane.Memory.relations`."""
+    ids = _scope("relations", user_id, agent_id, run_id)
+    if direction not in ("out", "in", "both"):
+        raise errors.InvalidRequest(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+    if predicate is not None:
+        check_text(predicate, "predicate")
+    params = _graph_query("relations", ids, as_of, predicate=predicate, direction=direction)
+    return Call("GET", f"/v1/entities/{_entity(entity)}/relations", params=params, read_only=True)
+
+
+def neighbours_call(
+    entity: str,
+    *,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    run_id: str | None = None,
+    depth: int = 1,
+    as_of: Any = None,
+) -> Call:
+    """See :meth:`memlane.Memory.neighbours`."""
+    ids = _scope("neighbours", user_id, agent_id, run_id)
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= _MAX_DEPTH:
+        raise errors.InvalidRequest(f"depth must be a whole number from 1 to {_MAX_DEPTH}, got {depth!r}")
+    params = _graph_query("neighbours", ids, as_of, depth=depth)
+    return Call("GET", f"/v1/entities/{_entity(entity)}/neighbours", params=params, read_only=True)
+
+
+def path_call(
+    a: str,
+    b: str,
+    *,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    run_id: str | None = None,
+    as_of: Any = None,
+) -> Call:
+    """See :meth:`memlane.Memory.path`."""
+    ids = _scope("path", user_id, agent_id, run_id)
+    params = _graph_query("path", ids, as_of)
+    params |= {"a": check_text(a, "entity"), "b": check_text(b, "entity")}
+    return Call("GET", "/v1/graph/path", params=params, read_only=True)
+
+
 _ADD = (
     "user_id", "agent_id", "run_id", "metadata", "filters", "infer", "timestamp", "expires_at", "ttl",
     "instructions", "prompt", "includes", "excludes", "memory_type", "expiration_date", "custom_instructions",
 )  # fmt: skip
 _SEARCH = (
     "user_id", "agent_id", "run_id", "filters", "limit", "threshold", "explain", "recency_weight",
-    "half_life_days", "as_of", "top_k", "show_expired", "reference_date", "rerank",
+    "half_life_days", "as_of", "top_k", "show_expired", "reference_date", "rerank", "graph",
 )  # fmt: skip
 _GET_ALL = ("user_id", "agent_id", "run_id", "filters", "limit", "cursor", "top_k", "show_expired")
 

@@ -12,7 +12,7 @@ httpx drives one auth flow from its sync and async clients.
 
 Retries: a request that never reached the server (connection refused or reset before sending) is
 retried for every method; timeouts, 502/503/504 and dropped connections are retried only for
-reads (get, get_all, search, history, export), since a write may already have happened; 429 is
+reads (get, get_all, search, history, export, the graph reads), since a write may already have happened; 429 is
 retried for every method after ``Retry-After`` (the server refused it before doing anything).
 """
 
@@ -37,18 +37,34 @@ from memlane._http import (
     add_call,
     delete_all_call,
     delete_call,
+    entities_call,
+    entity_call,
     error_for,
     export_call,
     get_all_call,
     get_call,
     history_call,
     import_call,
+    neighbours_call,
+    path_call,
+    relations_call,
     result_of,
     search_call,
     transport_error,
     update_call,
 )
-from memlane.types import AddResult, HistoryEvent, MemoryItem, SearchResult, Usage
+from memlane.types import (
+    AddResult,
+    EntityItem,
+    EntityList,
+    HistoryEvent,
+    MemoryItem,
+    NeighbourList,
+    PathResult,
+    RelationList,
+    SearchResult,
+    Usage,
+)
 
 __all__ = ["AsyncMemoryClient", "MemoryClient"]
 
@@ -183,6 +199,33 @@ class MemoryClient(_Base):
         result: list[HistoryEvent] = self._do(history_call(memory_id))
         return result
 
+    def entities(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> EntityList:
+        """See :meth:`memlane.Memory.entities`."""
+        result: EntityList = self._do(entities_call(user_id=user_id, agent_id=agent_id, run_id=run_id))
+        return result
+
+    def entity(self, entity_id: str) -> EntityItem:
+        """See :meth:`memlane.Memory.entity`."""
+        result: EntityItem = self._do(entity_call(entity_id))
+        return result
+
+    def relations(self, entity: str, **kwargs: Any) -> RelationList:
+        """See :meth:`memlane.Memory.relations` (``user_id``, ..., ``predicate``, ``direction``, ``as_of``)."""
+        result: RelationList = self._do(relations_call(entity, **kwargs))
+        return result
+
+    def neighbours(self, entity: str, **kwargs: Any) -> NeighbourList:
+        """See :meth:`memlane.Memory.neighbours` (``user_id``, ..., ``depth``, ``as_of``)."""
+        result: NeighbourList = self._do(neighbours_call(entity, **kwargs))
+        return result
+
+    def path(self, a: str, b: str, **kwargs: Any) -> PathResult:
+        """See :meth:`memlane.Memory.path` (``user_id``, ..., ``as_of``)."""
+        result: PathResult = self._do(path_call(a, b, **kwargs))
+        return result
+
     def reset(self) -> None:
         """See :meth:`memlane.Memory.reset` (admin keys only)."""
         self._do(Call("POST", "/v1/reset"))
@@ -311,6 +354,33 @@ class AsyncMemoryClient(_Base):
     async def history(self, memory_id: str) -> list[HistoryEvent]:
         """See :meth:`memlane.Memory.history`."""
         result: list[HistoryEvent] = await self._do(history_call(memory_id))
+        return result
+
+    async def entities(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> EntityList:
+        """See :meth:`memlane.Memory.entities`."""
+        result: EntityList = await self._do(entities_call(user_id=user_id, agent_id=agent_id, run_id=run_id))
+        return result
+
+    async def entity(self, entity_id: str) -> EntityItem:
+        """See :meth:`memlane.Memory.entity`."""
+        result: EntityItem = await self._do(entity_call(entity_id))
+        return result
+
+    async def relations(self, entity: str, **kwargs: Any) -> RelationList:
+        """See :meth:`memlane.Memory.relations` (``user_id``, ..., ``predicate``, ``direction``, ``as_of``)."""
+        result: RelationList = await self._do(relations_call(entity, **kwargs))
+        return result
+
+    async def neighbours(self, entity: str, **kwargs: Any) -> NeighbourList:
+        """See :meth:`memlane.Memory.neighbours` (``user_id``, ..., ``depth``, ``as_of``)."""
+        result: NeighbourList = await self._do(neighbours_call(entity, **kwargs))
+        return result
+
+    async def path(self, a: str, b: str, **kwargs: Any) -> PathResult:
+        """See :meth:`memlane.Memory.path` (``user_id``, ..., ``as_of``)."""
+        result: PathResult = await self._do(path_call(a, b, **kwargs))
         return result
 
     async def reset(self) -> None:

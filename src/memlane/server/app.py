@@ -1,7 +1,7 @@
 """The FastAPI app: every route calls the public ``Memory`` API and nothing else.
 
-The memory routes are declared here (``/v1``) and in ``mem0_routes.py`` (mem0's paths); both call
-the one implementation of each operation in ``operations.py``.
+The memory routes are declared here (``/v1``) and in ``mem0_routes.py`` (mem0's paths), the graph
+routes in ``graph_routes.py``; all call the one implementation of each operation in ``operations.py``.
 
 Each request is authenticated and rate limited by the key store (on PostgreSQL: shared by every
 server, in one statement), checked against the key's namespace, and run in a worker thread under
@@ -34,6 +34,7 @@ from memlane import (
 from memlane.server import operations as ops
 from memlane.server.auth import Guard
 from memlane.server.errors import ERROR_RESPONSES, install_handlers
+from memlane.server.graph_routes import graph_routes
 from memlane.server.keys import KeyStore
 from memlane.server.mem0_platform_routes import mem0_platform_routes
 from memlane.server.mem0_routes import mem0_routes
@@ -231,6 +232,7 @@ def create_app(
     install_handlers(app)
     api = APIRouter(responses=ERROR_RESPONSES)  # every /v1 route may answer these, all in one shape
     _memory_routes(api)
+    graph_routes(api)
     _admin_routes(api)
     app.include_router(api)
     mem0 = APIRouter(responses=ERROR_RESPONSES, tags=["mem0"])  # mem0's self-hosted server paths

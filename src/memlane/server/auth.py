@@ -5,7 +5,8 @@
   or ``RateLimited`` (429). The key store does both (on PostgreSQL in one statement).
 - :class:`Guard` applies a key's namespace to scopes and memories. Naming a scope outside the
   namespace is ``PermissionDenied`` (403: the rule is no secret); a memory outside it is
-  ``MemoryNotFound`` (404), exactly as for an id that does not exist, so ids cannot be probed.
+  ``MemoryNotFound`` (404), exactly as for an id that does not exist, so ids cannot be probed; an
+  entity outside it is ``EntityNotFound`` (404) in the same way.
 - :class:`RateLimiter` is a token bucket per key in one process: the embedded key store's (with N
   workers a key gets up to N times the rate); the PostgreSQL key store shares its buckets.
 """
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from memlane import (
     AuthenticationError,
+    EntityItem,
+    EntityNotFound,
     HistoryEvent,
     InvalidRequest,
     MemoryItem,
@@ -142,6 +145,13 @@ class Guard:
         """The memory, if visible; otherwise exactly the error of an unknown id."""
         if not self.visible(item["user_id"], item["agent_id"]):
             raise MemoryNotFound(f"no memory with id {item['id']!r}")
+        return item
+
+    def check_entity(self, item: EntityItem) -> EntityItem:
+        """The entity, if visible; otherwise exactly the error (and message) of ``Memory.entity``
+        for an unknown id."""
+        if not self.visible(item["user_id"], item["agent_id"]):
+            raise EntityNotFound(f"no entity with id {item['id']!r}; entities(user_id=...) lists a scope's entities")
         return item
 
     def check_history(self, events: list[HistoryEvent]) -> list[HistoryEvent]:

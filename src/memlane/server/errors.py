@@ -22,6 +22,7 @@ from memlane import (
     AuthenticationError,
     ConfigError,
     EmbedderMismatch,
+    EntityNotFound,
     InvalidRequest,
     LLMOutputError,
     LLMRequired,
@@ -49,6 +50,7 @@ STATUS: tuple[tuple[type[MemlaneError], int], ...] = (
     (LLMRequired, 400),  # the request asked for extraction; the fix is infer=False or a server LLM
     (AuthenticationError, 401),
     (PermissionDenied, 403),
+    (EntityNotFound, 404),  # a MemoryNotFound too; listed so the table names every 404
     (MemoryNotFound, 404),
     (EmbedderMismatch, 409),
     (RateLimited, 429),

@@ -11,19 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 
 from memlane import (
     AddResult,
+    EntityItem,
+    EntityList,
     HistoryEvent,
     InvalidRequest,
     Memory,
     MemoryItem,
     MemoryNotFound,
+    NeighbourList,
+    PathResult,
+    RelationList,
     RequestTimeout,
     RequestTooLarge,
     Scope,
@@ -43,17 +50,24 @@ __all__ = [
     "ListQuery",
     "ScopeQuery",
     "State",
+    "TimeQuery",
     "add",
     "check_id",
     "delete",
     "delete_all",
+    "entities",
+    "entity",
     "get",
     "get_all",
     "guard",
     "history",
     "list_query",
+    "neighbours",
     "parse_filters",
+    "parse_time",
+    "path",
     "refuse_unmapped",
+    "relations",
     "reset",
     "run",
     "search",
@@ -65,6 +79,7 @@ log = logging.getLogger("memlane.server")
 T = TypeVar("T")
 
 ScopeQuery = Annotated[str | None, Query(description="a scope id")]
+TimeQuery = Annotated[str | None, Query(description="ISO 8601 (naive = UTC) or epoch seconds")]
 FiltersQuery = Annotated[str | None, Query(description='a JSON filter object, e.g. {"topic": "food"}')]
 
 
@@ -143,6 +158,25 @@ def parse_filters(raw: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidRequest('filters must be a JSON object, e.g. {"topic": "food"}')
     return value
+
+
+def parse_time(raw: str | None) -> str | float | None:
+    """A time query parameter as ``Memory`` takes it: epoch seconds as a number, anything else as text.
+
+    Text ISO 8601 reads first ("20260101" is a date, as in Python), so only what is not ISO becomes
+    a number; ``Memory`` then refuses what is neither, with its own message.
+    """
+    if raw is None:
+        return None
+    try:
+        datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            number = float(raw)
+        except ValueError:
+            return raw
+        return number if math.isfinite(number) else raw
+    return raw
 
 
 def refuse_unmapped(operation: str, given: Mapping[str, Any]) -> None:
@@ -317,3 +351,58 @@ async def reset(request: Request, allowed: Guard) -> dict[str, str]:
     allowed.require_admin("reset")
     await run(request, state_of(request).memory.reset)
     return {"message": "the store was reset"}
+
+
+# -- the graph ------------------------------------------------------------------------------------
+# Entities are read by scope, and relations, neighbours and paths resolve their entities (by id or
+# name) inside the scope the key named, so a tenant reaches no other namespace's graph; an entity
+# by id (unscoped, like ``get``) is checked against the namespace as a memory is.
+def _graph_scope(allowed: Guard, ids: Mapping[str, str | None], operation: str) -> dict[str, str | None]:
+    allowed.check_scope(user_id=ids.get("user_id"), agent_id=ids.get("agent_id"), run_id=ids.get("run_id"),
+                        operation=operation)  # fmt: skip
+    return {name: ids.get(name) for name in ("user_id", "agent_id", "run_id")}
+
+
+async def entities(request: Request, allowed: Guard, ids: Mapping[str, str | None]) -> EntityList:
+    """``Memory.entities`` of a scope within the key's namespace."""
+    scope = _graph_scope(allowed, ids, "entities")
+    return await run(request, state_of(request).memory.entities, **scope)
+
+
+async def entity(request: Request, allowed: Guard, entity_id: str) -> EntityItem:
+    """``Memory.entity``; another namespace's entity is exactly an unknown id."""
+    return allowed.check_entity(await run(request, state_of(request).memory.entity, entity_id))
+
+
+async def relations(
+    request: Request,
+    allowed: Guard,
+    ref: str,
+    ids: Mapping[str, str | None],
+    predicate: str | None,
+    direction: str,
+    as_of: str | None,
+) -> RelationList:
+    """``Memory.relations`` of an entity of a scope within the key's namespace."""
+    scope = _graph_scope(allowed, ids, "relations")
+    memory = state_of(request).memory
+    return await run(
+        request, memory.relations, ref, **scope, predicate=predicate, direction=direction, as_of=parse_time(as_of)
+    )
+
+
+async def neighbours(
+    request: Request, allowed: Guard, ref: str, ids: Mapping[str, str | None], depth: int, as_of: str | None
+) -> NeighbourList:
+    """``Memory.neighbours`` of an entity of a scope within the key's namespace."""
+    scope = _graph_scope(allowed, ids, "neighbours")
+    memory = state_of(request).memory
+    return await run(request, memory.neighbours, ref, **scope, depth=depth, as_of=parse_time(as_of))
+
+
+async def path(
+    request: Request, allowed: Guard, a: str, b: str, ids: Mapping[str, str | None], as_of: str | None
+) -> PathResult:
+    """``Memory.path`` between two entities of a scope within the key's namespace."""
+    scope = _graph_scope(allowed, ids, "path")
+    return await run(request, state_of(request).memory.path, a, b, **scope, as_of=parse_time(as_of))

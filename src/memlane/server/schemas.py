@@ -112,6 +112,9 @@ class SearchBody(_Scoped):
         None, description="the 'now' recency is measured from (a date, time or epoch seconds; default: now)"
     )
     rerank: bool = Field(False, description="accepted for mem0 code; memlane always ranks on every signal")
+    graph: bool = Field(
+        False, description="memories naming the query's entities or their neighbours join the candidates"
+    )
 
 
 class ListBody(_Scoped):
