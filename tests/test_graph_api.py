@@ -1,7 +1,7 @@
 """Graph memory through the public API: entities and relations written by ``Memory.add`` (scripted
 extractions, or names found offline), traversal, ``as_of``, aliases, scopes, ``search(graph=True)``.
 
-Run on SQLite and PostgreSQL. The REST face is skipped: the graph has no routes yet.
+Run on SQLite, on PostgreSQL and through ``MemoryClient`` against the REST server.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import store_for
+from conftest import Facing, store_for
 
 from memlane import (
     AsyncMemory,
@@ -31,7 +31,6 @@ from memlane.types import Scope
 T0 = datetime(2026, 5, 12, 9, 30, tzinfo=UTC)
 # related=0: every fact is an ADD without a reconciliation call, so each add is one scripted answer.
 CONFIG: dict[str, Any] = {"extraction": {"related": 0}}
-NO_REST = "the graph has no REST routes (nor MemoryClient methods) yet: that face is the next step"
 
 Claim = tuple[str, str, str] | tuple[str, str, str, bool]
 
@@ -60,15 +59,20 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def memory(
+def engine(
     tmp_path: Path, llm: FakeLLM, clock: FrozenClock, backend: str, request: pytest.FixtureRequest
 ) -> Iterator[Memory]:
-    """An extracting ``Memory`` on SQLite or PostgreSQL (the scripted ``llm`` answers its adds)."""
-    if backend == "remote":
-        pytest.skip(NO_REST)
+    """The extracting ``Memory`` (on SQLite or PostgreSQL; the scripted ``llm`` answers its adds)."""
     store = store_for(backend, request, tmp_path / "m.db")
     with Memory(**store, embedder=HashEmbedder(), llm=llm, clock=clock, config=CONFIG) as m:
         yield m
+
+
+@pytest.fixture
+def memory(engine: Memory, facing: Facing) -> Iterator[Memory]:
+    """``engine`` itself, or a ``MemoryClient`` to the REST server serving it."""
+    with facing(engine) as face:
+        yield face
 
 
 def tell(memory: Memory, llm: FakeLLM, *facts: dict[str, Any], user_id: str = "u", **kwargs: Any) -> list[str]:
@@ -207,7 +211,7 @@ def test_homonyms_in_different_scopes_stay_apart(memory: Memory, llm: FakeLLM) -
         memory.neighbours("Bob", user_id="u2")
 
 
-def test_offline_adds_link_the_names_they_find(memory: Memory) -> None:
+def test_offline_adds_link_the_names_they_find(memory: Memory, engine: Memory) -> None:
     ids = [
         r["id"]
         for r in memory.add(
@@ -226,7 +230,7 @@ def test_offline_adds_link_the_names_they_find(memory: Memory) -> None:
         "Zurich",
     ]
     assert memory.relations("Alice Chen", user_id="u")["results"] == []  # no relations without an LLM
-    found = memory.store.memory_entities(ids)
+    found = engine.store.memory_entities(ids)
     names = {e["id"]: e["name"] for e in memory.entities(user_id="u")["results"]}
     assert [sorted(names[i] for i in found[m]) for m in ids] == [["Alice Chen", "Google"], ["Bob", "Zurich"]]
     hits = memory.search("Where did Alice eat?", user_id="u", graph=True, explain=True)["results"]
@@ -244,13 +248,15 @@ def test_an_offline_message_names_its_speaker(memory: Memory) -> None:
     assert hits[0]["id"] == mid and hits[0]["explain"]["graph"]["entity"] == "Caroline"
 
 
-def test_an_edited_text_keeps_the_entities_it_still_names_and_links_new_names(memory: Memory, llm: FakeLLM) -> None:
+def test_an_edited_text_keeps_the_entities_it_still_names_and_links_new_names(
+    memory: Memory, engine: Memory, llm: FakeLLM
+) -> None:
     (mid,) = tell(
         memory, llm, fact("Bob reports to Alice.", "Bob", "Alice", relations=(("Bob", "reports_to", "Alice", True),))
     )
 
     def named() -> list[tuple[str, str | None]]:
-        ids = memory.store.memory_entities([mid])[mid]
+        ids = engine.store.memory_entities([mid])[mid]
         return sorted((e["name"], e["type"]) for e in map(memory.entity, ids))
 
     memory.update(mid, metadata={"checked": True})
@@ -276,7 +282,9 @@ def test_search_graph_finds_a_memory_only_a_neighbour_mentions(memory: Memory, l
     assert "graph" not in next(h for h in hits if h["memory"].startswith("Zoe"))["explain"]
 
 
-def test_graph_memories_join_the_candidates_within_scope_filter_and_time(memory: Memory, llm: FakeLLM) -> None:
+def test_graph_memories_join_the_candidates_within_scope_filter_and_time(
+    memory: Memory, engine: Memory, llm: FakeLLM
+) -> None:
     tell(memory, llm, fact("Alice manages Bob.", "Alice", "Bob", relations=(("Alice", "manages", "Bob"),)))
     (hobby,) = tell(memory, llm, fact("Bob plays the cello every Sunday.", "Bob"), metadata={"topic": "hobby"})
     (choir,) = tell(memory, llm, fact("Bob sang in a choir.", "Bob"), metadata={"topic": "work"})
@@ -285,7 +293,7 @@ def test_graph_memories_join_the_candidates_within_scope_filter_and_time(memory:
     query = "What does Alice's report do for fun?"
     # Dense search proposes the 6 nearest (3 x limit): the cello memory, sharing no word with the
     # query, is not among them, and joins through the graph (Alice manages Bob, who plays it).
-    store, scope, qvec = memory.store, Scope(user_id="u"), memory.embedder.embed([query], kind="query")[0]
+    store, scope, qvec = engine.store, Scope(user_id="u"), engine.embedder.embed([query], kind="query")[0]
     now = datetime.now(UTC)
     pool, _ = gather_candidates(store, scope, None, qvec, query_terms(query), 6, now, None)
     cello = next(r.rid for r in store.list(scope, None, limit=100, now=None) if r.id == hobby)
