@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Literal, NoReturn, Protocol, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -26,6 +26,8 @@ from memlane import (
     AuthenticationError,
     ConfigError,
     EmbedderMismatch,
+    EntityItem,
+    EntityList,
     HistoryEvent,
     InvalidRequest,
     MemlaneError,
@@ -35,10 +37,13 @@ from memlane import (
     MemoryConflict,
     MemoryItem,
     MemoryNotFound,
+    NeighbourList,
+    PathResult,
     PermissionDenied,
     ProviderAuthError,
     ProviderError,
     RateLimited,
+    RelationList,
     SearchResult,
     ServiceUnavailable,
     StoreError,
@@ -113,6 +118,7 @@ class Backend(Protocol):
         threshold: float | None = None,
         explain: bool = False,
         as_of: str | None = None,
+        graph: bool = False,
     ) -> SearchResult: ...
 
     def get(self, memory_id: str, *, include_sources: bool = False) -> MemoryItem: ...
@@ -156,6 +162,46 @@ class Backend(Protocol):
         on_conflict: str = "error",
         progress: Callable[[int], None] | None = None,
     ) -> dict[str, int]: ...
+
+    def entities(
+        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
+    ) -> EntityList: ...
+
+    def entity(self, entity_id: str) -> EntityItem: ...
+
+    def relations(
+        self,
+        entity: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        predicate: str | None = None,
+        direction: Literal["out", "in", "both"] = "both",
+        as_of: str | None = None,
+    ) -> RelationList: ...
+
+    def neighbours(
+        self,
+        entity: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        depth: int = 1,
+        as_of: str | None = None,
+    ) -> NeighbourList: ...
+
+    def path(
+        self,
+        a: str,
+        b: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        as_of: str | None = None,
+    ) -> PathResult: ...
 
     def close(self) -> None: ...
 

@@ -78,6 +78,7 @@ def add(
 @click.option("--threshold", type=float, help="Drop results scoring below this (0 to 1).")
 @click.option("--explain", is_flag=True, help="Show each signal's contribution to the score.")
 @click.option("--as-of", metavar="ISO", help="Search what was true at that time (ISO 8601).")
+@click.option("--graph", is_flag=True, help="Also find memories naming the query's entities or their neighbours.")
 @pass_state
 def search(
     state: State,
@@ -90,11 +91,12 @@ def search(
     threshold: float | None,
     explain: bool,
     as_of: str | None,
+    graph: bool,
 ) -> None:
     """The memories of a scope most relevant to QUERY, best first."""
     result = state.backend().search(
         query, user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, limit=limit,
-        threshold=threshold, explain=explain, as_of=as_of,
+        threshold=threshold, explain=explain, as_of=as_of, graph=graph,
     )  # fmt: skip
     if state.json:
         emit_json(result)

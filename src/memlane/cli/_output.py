@@ -130,6 +130,10 @@ def show_search(results: Sequence[MemoryItem], *, explain: bool) -> None:
                 f"\ndense {ex['dense']:.2f} · keyword {ex['keyword']:.2f} · entity {ex['entity']:.2f}"
                 f" · recency {ex['recency']:.2f}{' · +context' if ex['context'] else ''}"
             )
+            if "graph" in ex:
+                linked = ex["graph"]
+                text += f" · graph {linked['value']:.2f} ({linked['entity']}"
+                text += f", via {linked['via']} {linked['relation']})" if linked["relation"] else ")"
         time = when(hit["timestamp"]) + (f" (until {when(hit['valid_until'])})" if "valid_until" in hit else "")
         rows.append((f"{hit.get('score', 0.0):.3f}", hit["id"], text, time))
     show_table(("score", "id", "memory", "time"), rows, caption=None if rows else "no matching memories")
