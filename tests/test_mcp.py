@@ -44,8 +44,9 @@ ALL_TOOLS = {
     "update_memory",
     "delete_memory",
     "memory_history",
+    "explore_entity",
 }
-READ_TOOLS = {"search_memories", "list_memories", "get_memory", "memory_history"}
+READ_TOOLS = {"search_memories", "list_memories", "get_memory", "memory_history", "explore_entity"}
 BOB_SECRET = "Bob keeps the spare key under the blue flowerpot"
 
 

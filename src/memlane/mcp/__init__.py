@@ -3,7 +3,8 @@
 Built on the official MCP Python SDK (2.x ``MCPServer``); install with ``pip install 'memlane[mcp]'``.
 
 Tools: ``add_memory``, ``search_memories``, ``list_memories``, ``get_memory``, ``update_memory``,
-``delete_memory`` and ``memory_history`` (``--read-only``: only the four that read).
+``delete_memory``, ``memory_history`` and ``explore_entity`` (the graph around an entity);
+``--read-only``: only the five that read.
 
 Scope: a connection is bound to a :class:`Grant` of user / agent / run ids: the server's
 ``--user-id`` / ``--agent-id`` / ``--run-id`` and, over HTTP, the connection's

@@ -1,4 +1,5 @@
-"""The MCP tools: add, search, list, get, update, delete and history, over ``Memory`` or ``MemoryClient``.
+"""The MCP tools: add, search, list, get, update, delete, history and explore_entity (the graph), over
+``Memory`` or ``MemoryClient``.
 
 Written without ``from __future__ import annotations``: the SDK reads each tool's signature to
 build its JSON schema, and closures' annotations must be real objects for that.
@@ -21,14 +22,17 @@ from pydantic import Field
 
 from memlane import MemlaneError, Memory, MemoryClient, MemoryNotFound, PermissionDenied, __version__
 from memlane.mcp._grant import Grant
+from memlane.mcp._graph import explore
 from memlane.mcp._render import (
     AddOutput,
     DeleteOutput,
+    EntityGraphOutput,
     HistoryOutput,
     MemoriesOutput,
     MemoryOutput,
     render_add,
     render_delete,
+    render_entity_graph,
     render_history,
     render_memories,
     render_memory,
@@ -189,6 +193,15 @@ def _read_tools(server: MCPServer, tools: _Tools) -> None:
         ctx: Context,
         limit: Annotated[int, Field(description="How many memories to return, best first.", ge=1, le=50)] = 5,
         filters: Filters = None,
+        graph: Annotated[
+            bool,
+            Field(
+                description=(
+                    "Also recall memories about the people, projects and things the query names and those "
+                    "directly related to them (e.g. 'Is anyone on Alice's team ...?' finds her reports)."
+                )
+            ),
+        ] = False,
         user_id: UserArg = None,
         agent_id: AgentArg = None,
         run_id: RunArg = None,
@@ -203,7 +216,13 @@ def _read_tools(server: MCPServer, tools: _Tools) -> None:
         scope = tools.grant_for(ctx).scope_for("search", filters=filters, **ids)
         found = await tools.run(
             lambda: tools.backend.search(
-                query, user_id=scope.user_id, agent_id=scope.agent_id, run_id=scope.run_id, filters=filters, limit=limit
+                query,
+                user_id=scope.user_id,
+                agent_id=scope.agent_id,
+                run_id=scope.run_id,
+                filters=filters,
+                limit=limit,
+                graph=graph,
             )
         )
         return _result(render_memories(found["results"], "Memories relevant to the query", None))
@@ -257,6 +276,47 @@ def _read_tools(server: MCPServer, tools: _Tools) -> None:
         grant = tools.grant_for(ctx)
         events = await tools.run(lambda: tools.backend.history(memory_id))
         return _result(render_history(memory_id, grant.check_history(memory_id, events)))
+
+
+def _graph_tool(server: MCPServer, tools: _Tools) -> None:
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False), title="Explore an entity")
+    @_guarded
+    async def explore_entity(
+        entity: Annotated[
+            str,
+            Field(
+                description=(
+                    "A person, project, place or thing the memories name, as they name it ('Alice', "
+                    "'alice chen', 'Project X'), or an entity id from an earlier result."
+                ),
+                min_length=1,
+                max_length=1000,
+            ),
+        ],
+        ctx: Context,
+        depth: Annotated[
+            int, Field(description="How far to look for related entities: 1 = directly related, up to 3.", ge=1, le=3)
+        ] = 1,
+        as_of: Annotated[
+            str | None,
+            Field(
+                description="Optional ISO 8601 time, e.g. '2026-03-01': what held then instead of now.", min_length=1
+            ),
+        ] = None,
+        user_id: UserArg = None,
+        agent_id: AgentArg = None,
+        run_id: RunArg = None,
+    ) -> Annotated[CallToolResult, EntityGraphOutput]:
+        """Look up what is known about a person, project or thing: who or what it is related to, and how.
+
+        Returns the entity's relations ('Bob reports_to Alice', 'Alice leads Project X') that hold now
+        (or at as_of), each with when it started and the memory that stated it, and the entities within
+        depth relations. Use it for questions about relationships: who someone works with or reports to,
+        what a project involves, how two people are connected. An unknown name lists the known ones.
+        """
+        scope = tools.grant_for(ctx).scope_for("explore_entity", user_id=user_id, agent_id=agent_id, run_id=run_id)
+        found, relations, near = await tools.run(lambda: explore(tools.backend, entity, scope, depth, as_of))
+        return _result(render_entity_graph(entity, found, relations, near, depth, as_of))
 
 
 def _write_tools(server: MCPServer, tools: _Tools) -> None:
@@ -365,13 +425,14 @@ def build_server(
         backend: an embedded ``Memory`` or a ``MemoryClient`` talking to a memlane server.
         grant: the scope every call stays in; ``None`` when each HTTP request brings its own
             (the middleware of :func:`memlane.mcp.http_app` puts it on the request).
-        read_only: offer only search, list, get and history.
+        read_only: offer only the tools that read (search, list, get, history, explore_entity).
         audit: where to record each add, update and delete (the REST server's audit format,
             marked ``"via": "mcp"``); none by default.
     """
     server: MCPServer = MCPServer(name, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
     tools = _Tools(backend, grant, audit)
     _read_tools(server, tools)
+    _graph_tool(server, tools)
     if not read_only:
         _write_tools(server, tools)
     return server
