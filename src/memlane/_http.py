@@ -258,6 +258,10 @@ def entities_call(*, user_id: str | None = None, agent_id: str | None = None, ru
 
 def entity_call(entity_id: str) -> Call:
     """See :meth:`memlane.Memory.entity`."""
+    if isinstance(entity_id, str) and "/" in entity_id:
+        # No entity id holds a slash, and the server sees the path decoded: "a%2Frelations" would
+        # reach the relations route. Answered here, with Memory's message for an unknown id.
+        raise errors.EntityNotFound(f"no entity with id {entity_id!r}; entities(user_id=...) lists a scope's entities")
     return Call("GET", f"/v1/entities/{_entity(entity_id, 'entity_id')}", read_only=True)
 
 
