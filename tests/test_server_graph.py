@@ -235,7 +235,7 @@ def test_the_routes_over_raw_http(world: World) -> None:
         epoch = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
         then = http.get("/v1/entities/Bob/relations",
                         params={"user_id": ACME, "predicate": "reports_to", "direction": "out",
-                                "as_of": str(epoch)}).json()  # fmt: skip
+                                "as_of": str(int(epoch))}).json()  # fmt: skip
         assert [r["object"]["name"] for r in then["results"]] == ["Alice Chen"]
         near = http.get("/v1/entities/Alice%20Chen/neighbours", params={"user_id": ACME, "depth": 2}).json()
         assert near == world.memory.neighbours("Alice Chen", user_id=ACME, depth=2)

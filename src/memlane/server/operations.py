@@ -64,7 +64,6 @@ __all__ = [
     "list_query",
     "neighbours",
     "parse_filters",
-    "parse_time",
     "path",
     "refuse_unmapped",
     "relations",
@@ -72,6 +71,7 @@ __all__ = [
     "run",
     "search",
     "state_of",
+    "time_query",
     "update",
 ]
 
@@ -160,7 +160,7 @@ def parse_filters(raw: str | None) -> dict[str, Any] | None:
     return value
 
 
-def parse_time(raw: str | None) -> str | float | None:
+def time_query(raw: str | None) -> str | float | None:
     """A time query parameter as ``Memory`` takes it: epoch seconds as a number, anything else as text.
 
     Text ISO 8601 reads first ("20260101" is a date, as in Python), so only what is not ISO becomes
@@ -387,7 +387,7 @@ async def relations(
     scope = _graph_scope(allowed, ids, "relations")
     memory = state_of(request).memory
     return await run(
-        request, memory.relations, ref, **scope, predicate=predicate, direction=direction, as_of=parse_time(as_of)
+        request, memory.relations, ref, **scope, predicate=predicate, direction=direction, as_of=time_query(as_of)
     )
 
 
@@ -397,7 +397,7 @@ async def neighbours(
     """``Memory.neighbours`` of an entity of a scope within the key's namespace."""
     scope = _graph_scope(allowed, ids, "neighbours")
     memory = state_of(request).memory
-    return await run(request, memory.neighbours, ref, **scope, depth=depth, as_of=parse_time(as_of))
+    return await run(request, memory.neighbours, ref, **scope, depth=depth, as_of=time_query(as_of))
 
 
 async def path(
@@ -405,4 +405,4 @@ async def path(
 ) -> PathResult:
     """``Memory.path`` between two entities of a scope within the key's namespace."""
     scope = _graph_scope(allowed, ids, "path")
-    return await run(request, state_of(request).memory.path, a, b, **scope, as_of=parse_time(as_of))
+    return await run(request, state_of(request).memory.path, a, b, **scope, as_of=time_query(as_of))
