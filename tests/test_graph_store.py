@@ -90,22 +90,23 @@ def make(request: pytest.FixtureRequest) -> Iterator[Callable[[], Store]]:
         handle.close()
 
 
-def graph_counts(backend_store: Store, user_id: str) -> tuple[int, int, int]:
-    """(entities, mentions, relations) of ``user_id`` read from the tables themselves."""
+def graph_counts(backend_store: Store, user_id: str) -> tuple[int, int, int, int]:
+    """(entities, mentions, relations, name keys) of ``user_id`` read from the tables themselves."""
     sql = [
         "SELECT count(*) FROM entities WHERE user_id = ?",
         "SELECT count(*) FROM entity_mentions em JOIN entities e ON e.id = em.entity_id WHERE e.user_id = ?",
         "SELECT count(*) FROM relations WHERE user_id = ?",
+        "SELECT count(*) FROM entity_keys WHERE user_id = ?",
     ]
     if isinstance(backend_store, SQLiteStore):
         with sqlite3.connect(backend_store.path) as conn:
-            a, b, c = (conn.execute(q, (user_id,)).fetchone()[0] for q in sql)
-            return a, b, c
+            a, b, c, d = (conn.execute(q, (user_id,)).fetchone()[0] for q in sql)
+            return a, b, c, d
     assert isinstance(backend_store, PostgresStore)
     with psycopg.connect(backend_store.url) as conn:
         conn.execute("SET search_path TO memlane, public")
-        a, b, c = (conn.execute(q.replace("?", "%s"), (user_id,)).fetchone()[0] for q in sql)  # type: ignore[arg-type,index]
-        return a, b, c
+        a, b, c, d = (conn.execute(q.replace("?", "%s"), (user_id,)).fetchone()[0] for q in sql)  # type: ignore[arg-type,index]
+        return a, b, c, d
 
 
 # -- racing writers -------------------------------------------------------------------------------
@@ -195,16 +196,16 @@ def test_delete_scope_and_reset_leave_no_graph_row_in_the_tables(make: Callable[
         row.entities = (EntityMention("Zanzibarella Quux"), EntityMention("Yvonnetta Plim"))
         row.relations = (RelationClaim("Zanzibarella Quux", "mentors", "Yvonnetta Plim"),)
         store.insert([row], T0)
-    assert graph_counts(store, "gone") == graph_counts(store, "kept") == (2, 2, 1)
+    assert graph_counts(store, "gone") == graph_counts(store, "kept") == (2, 2, 1, 4)
     one = HELPERS.row("Zanzibarella Quux again", user_id="gone")
     one.entities = (EntityMention("Zanzibarella Quux"),)
     store.insert([one], T0)
     store.delete(one.id, purge=True, now=T0)
-    assert graph_counts(store, "gone") == (2, 2, 1)  # still named by the first memory
+    assert graph_counts(store, "gone") == (2, 2, 1, 4)  # still named by the first memory
     store.delete_scope(Scope(user_id="gone"), purge=True, now=T0)
-    assert graph_counts(store, "gone") == (0, 0, 0) and graph_counts(store, "kept") == (2, 2, 1)
+    assert graph_counts(store, "gone") == (0, 0, 0, 0) and graph_counts(store, "kept") == (2, 2, 1, 4)
     store.reset()
-    assert graph_counts(store, "kept") == (0, 0, 0)
+    assert graph_counts(store, "kept") == (0, 0, 0, 0)
 
 
 def test_a_purge_leaves_no_entity_name_in_the_sqlite_file(tmp_path: Path) -> None:
@@ -214,10 +215,10 @@ def test_a_purge_leaves_no_entity_name_in_the_sqlite_file(tmp_path: Path) -> Non
     row.entities = (EntityMention("Zanzibarella Quux", "person"), EntityMention("Plimtown"))
     row.relations = (RelationClaim("Zanzibarella Quux", "lives in", "Plimtown", True),)
     store.insert([row], T0)
-    raw = lambda: b"".join(p.read_bytes() for p in sorted(tmp_path.glob("m.db*")))  # noqa: E731
-    assert b"Zanzibarella" in raw()
+    raw = lambda: b"".join(p.read_bytes() for p in sorted(tmp_path.glob("m.db*"))).lower()  # noqa: E731
+    assert b"zanzibarella" in raw()
     store.delete_scope(Scope(user_id="gone"), purge=True, now=T0)
-    assert b"Zanzibarella" not in raw() and b"Plimtown" not in raw()
+    assert b"zanzibarella" not in raw() and b"plimtown" not in raw()  # names, and their normalised keys
     store.close()
 
 

@@ -305,7 +305,7 @@ class PostgresStore(SQLStore, Reembedding):
         def run(tx: Tx) -> None:
             tx.execute(
                 "TRUNCATE passages, memories, history, memory_sources, sources, doc_stats, term_stats, "
-                "relations, entity_mentions, entities"
+                "relations, entity_mentions, entity_keys, entities"
             )
             tx.execute("TRUNCATE reembed_vectors")
             tx.execute("DELETE FROM meta WHERE key IN ('embedder_id', 'embedder_dimension', 'embedder_next')")

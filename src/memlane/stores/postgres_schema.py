@@ -288,6 +288,17 @@ CREATE TABLE entities (
 CREATE INDEX entities_scope ON entities (user_id, agent_id, run_id, name);
 CREATE INDEX entities_agent ON entities (agent_id);
 CREATE INDEX entities_run ON entities (run_id);
+-- The first and last word of each of an entity's names, normalised (memlane.core.graph): resolving
+-- a name reads only the scope's entities sharing one with it (every match does), not all of them.
+CREATE TABLE entity_keys (
+    user_id   TEXT COLLATE "C" NOT NULL DEFAULT '',
+    agent_id  TEXT COLLATE "C" NOT NULL DEFAULT '',
+    run_id    TEXT COLLATE "C" NOT NULL DEFAULT '',
+    word      TEXT COLLATE "C" NOT NULL,
+    entity_id TEXT COLLATE "C" NOT NULL REFERENCES entities (id) ON DELETE CASCADE,
+    PRIMARY KEY (user_id, agent_id, run_id, word, entity_id)
+);
+CREATE INDEX entity_keys_entity ON entity_keys (entity_id);
 -- Which memory (its public id: past versions share it) names which entity.
 CREATE TABLE entity_mentions (
     entity_id TEXT COLLATE "C" NOT NULL REFERENCES entities (id) ON DELETE CASCADE,

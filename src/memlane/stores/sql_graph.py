@@ -23,7 +23,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from memlane.core.graph import Entity, EntityMention, Relation, RelationClaim, plan_relations, resolve
+from memlane.core.graph import (
+    Entity,
+    EntityMention,
+    Relation,
+    RelationClaim,
+    normalise_name,
+    plan_relations,
+    resolve,
+)
 from memlane.stores.sql_tx import Tx
 from memlane.types import Scope
 
@@ -109,14 +117,34 @@ def _marks(chunk: Sequence[Any]) -> str:
     return ",".join("?" * len(chunk))
 
 
+def _ends(names: Iterable[str]) -> set[str]:
+    """The first and last word of each normalised name: a name can only match an entity sharing one."""
+    return {w for n in names for words in [n.split()] if words for w in (words[0], words[-1])}
+
+
+def _write_keys(tx: Tx, entities: Sequence[Entity]) -> None:
+    """(Re)write the resolution keys of entities (see the ``entity_keys`` table)."""
+    for chunk in _chunks(e.id for e in entities):
+        tx.execute(f"DELETE FROM entity_keys WHERE entity_id IN ({_marks(chunk)})", chunk)
+    tx.executemany(
+        "INSERT INTO entity_keys (user_id, agent_id, run_id, word, entity_id) VALUES (?, ?, ?, ?, ?)",
+        [
+            (e.user_id or "", e.agent_id or "", e.run_id or "", w, e.id)
+            for e in entities
+            for w in sorted(_ends(e.names()))
+        ],
+    )
+
+
 def insert_entities(tx: Tx, entities: Sequence[Entity]) -> None:
-    """Insert entities as they are (ids kept)."""
+    """Insert entities as they are (ids kept), with their resolution keys."""
     tx.executemany(
         "INSERT INTO entities (id, user_id, agent_id, run_id, name, type, aliases, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(e.id, e.user_id or "", e.agent_id or "", e.run_id or "", e.name, e.type,
           json.dumps(list(e.aliases), ensure_ascii=False), e.created_at, e.updated_at) for e in entities],
     )  # fmt: skip
+    _write_keys(tx, entities)
 
 
 def insert_mentions(tx: Tx, pairs: Iterable[tuple[str, str]]) -> None:
@@ -147,17 +175,25 @@ def write_graph(tx: Tx, r: Stated, memory_id: str, now_iso: str) -> None:
         return
     scope = (r.user_id or "", r.agent_id or "", r.run_id or "")
     owner = (r.user_id, r.agent_id, r.run_id)
+    names = [*r.entities, *(EntityMention(n) for c in r.relations for n in (c.subject, c.object))]
+    # Only the scope's entities sharing a first or last word with a name can match it (an exact
+    # name, a prefix or a suffix): resolving against them decides as against all of them.
+    words = sorted(_ends(normalise_name(m.name) for m in names))
     existing = [
         row_to_entity(row)
-        for row in tx.execute(f"SELECT {ENTITY_COLUMNS} FROM entities e WHERE {_EXACT} ORDER BY e.id", scope).fetchall()
-    ]
-    names = [*r.entities, *(EntityMention(n) for c in r.relations for n in (c.subject, c.object))]
+        for row in tx.execute(
+            f"SELECT {ENTITY_COLUMNS} FROM entities e WHERE e.id IN (SELECT k.entity_id FROM entity_keys k "
+            f"WHERE k.user_id = ? AND k.agent_id = ? AND k.run_id = ? AND k.word IN ({_marks(words)})) ORDER BY e.id",
+            [*scope, *words],
+        ).fetchall()
+    ] if words else []  # fmt: skip
     found = resolve(names, existing, scope=owner, now=now_iso, new_id=_new_id)
     insert_entities(tx, found.created)
     tx.executemany(
         "UPDATE entities SET name = ?, type = ?, aliases = ?, updated_at = ? WHERE id = ?",
         [(e.name, e.type, json.dumps(list(e.aliases), ensure_ascii=False), e.updated_at, e.id) for e in found.updated],
     )
+    _write_keys(tx, found.updated)
     insert_mentions(tx, ((eid, memory_id) for eid in found.ids if eid))
     if not r.relations:
         return
@@ -166,14 +202,18 @@ def write_graph(tx: Tx, r: Stated, memory_id: str, now_iso: str) -> None:
         (found.ids[first + 2 * i], c.predicate, found.ids[first + 2 * i + 1], c.exclusive)
         for i, c in enumerate(r.relations)
     ]
+    # A claim repeats or closes only open relations of its own subject: read those alone (by the
+    # subject index: SQLite's planner would otherwise walk the whole scope's relations).
+    subjects = sorted({c[0] for c in claims if c[0]})
+    hint = " INDEXED BY relations_subject" if tx.dialect == "sqlite" else ""
     open_now = [
         row_to_relation(row)
         for row in tx.execute(
-            f"SELECT {RELATION_COLUMNS} FROM relations r WHERE {_EXACT} AND r.valid_until IS NULL "
-            "ORDER BY r.valid_from, r.id",
-            scope,
+            f"SELECT {RELATION_COLUMNS} FROM relations r{hint} WHERE r.subject_id IN ({_marks(subjects)}) AND {_EXACT} "
+            "AND r.valid_until IS NULL ORDER BY r.valid_from, r.id",
+            [*subjects, *scope],
         ).fetchall()
-    ]
+    ] if subjects else []  # fmt: skip
     plan = plan_relations(
         claims, open_now, memory_id=memory_id, valid_from=r.timestamp, scope=owner, now=now_iso, new_id=_new_id
     )
@@ -247,4 +287,5 @@ def delete_scope_graph(tx: Tx, scope: Scope) -> None:
     where = " AND ".join(parts) or "TRUE"
     tx.execute(f"DELETE FROM relations WHERE {where}", params)
     tx.execute(f"DELETE FROM entity_mentions WHERE entity_id IN (SELECT id FROM entities WHERE {where})", params)
+    tx.execute(f"DELETE FROM entity_keys WHERE {where}", params)
     tx.execute(f"DELETE FROM entities WHERE {where}", params)

@@ -294,6 +294,7 @@ class SQLiteStore(SQLStore, Reembedding):
             tx.execute("DELETE FROM passages")
             tx.execute("DELETE FROM relations")
             tx.execute("DELETE FROM entity_mentions")
+            tx.execute("DELETE FROM entity_keys")
             tx.execute("DELETE FROM entities")
             tx.execute("DELETE FROM memories")
             tx.execute("DELETE FROM history")

@@ -80,6 +80,9 @@ class GraphContract(ExportContract):
         assert store.memory_entities([d, a, "unknown"]) == {d: [alice.id, bob.id], a: [alice.id], "unknown": []}
         (relation,) = store.relations(ALICE)
         assert (relation.subject_id, relation.predicate, relation.object_id) == (alice.id, "manages", bob.id)
+        # A surname alone finds her too (only entities sharing a first or last word are read).
+        (e,) = self.put(store, self.named("Chen called", ("Chen",)))
+        assert store.memory_entities([e]) == {e: [alice.id]} and len(store.entities(ALICE)) == 2
         assert (relation.memory_id, relation.valid_from, relation.valid_until) == (d, to_iso(T0), None)
         assert (relation.user_id, relation.agent_id, relation.run_id) == ("alice", None, None)
 
