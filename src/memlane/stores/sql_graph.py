@@ -173,9 +173,18 @@ def write_graph(tx: Tx, r: Stated, memory_id: str, now_iso: str) -> None:
     """
     if not r.entities and not r.relations:
         return
-    scope = (r.user_id or "", r.agent_id or "", r.run_id or "")
-    owner = (r.user_id, r.agent_id, r.run_id)
     names = [*r.entities, *(EntityMention(n) for c in r.relations for n in (c.subject, c.object))]
+    ids = _resolve(tx, r, names, now_iso)
+    insert_mentions(tx, ((eid, memory_id) for eid in ids if eid))
+    first = len(r.entities)
+    claims = [(ids[first + 2 * i], c.predicate, ids[first + 2 * i + 1], c.exclusive) for i, c in enumerate(r.relations)]
+    if claims:
+        _state(tx, r, claims, memory_id, now_iso)
+
+
+def _resolve(tx: Tx, r: Stated, names: Sequence[EntityMention], now_iso: str) -> list[str]:
+    """The entity id of each name (``""`` for a name that normalises to nothing), entities created or grown."""
+    scope = (r.user_id or "", r.agent_id or "", r.run_id or "")
     # Only the scope's entities sharing a first or last word with a name can match it (an exact
     # name, a prefix or a suffix): resolving against them decides as against all of them.
     words = sorted(_ends(normalise_name(m.name) for m in names))
@@ -187,21 +196,19 @@ def write_graph(tx: Tx, r: Stated, memory_id: str, now_iso: str) -> None:
             [*scope, *words],
         ).fetchall()
     ] if words else []  # fmt: skip
-    found = resolve(names, existing, scope=owner, now=now_iso, new_id=_new_id)
+    found = resolve(names, existing, scope=(r.user_id, r.agent_id, r.run_id), now=now_iso, new_id=_new_id)
     insert_entities(tx, found.created)
     tx.executemany(
         "UPDATE entities SET name = ?, type = ?, aliases = ?, updated_at = ? WHERE id = ?",
         [(e.name, e.type, json.dumps(list(e.aliases), ensure_ascii=False), e.updated_at, e.id) for e in found.updated],
     )
     _write_keys(tx, found.updated)
-    insert_mentions(tx, ((eid, memory_id) for eid in found.ids if eid))
-    if not r.relations:
-        return
-    first = len(r.entities)
-    claims = [
-        (found.ids[first + 2 * i], c.predicate, found.ids[first + 2 * i + 1], c.exclusive)
-        for i, c in enumerate(r.relations)
-    ]
+    return found.ids
+
+
+def _state(tx: Tx, r: Stated, claims: list[tuple[str, str, str, bool]], memory_id: str, now_iso: str) -> None:
+    """Write the relations resolved ``claims`` add, and close those an exclusive claim ends."""
+    scope = (r.user_id or "", r.agent_id or "", r.run_id or "")
     # A claim repeats or closes only open relations of its own subject: read those alone (by the
     # subject index: SQLite's planner would otherwise walk the whole scope's relations).
     subjects = sorted({c[0] for c in claims if c[0]})
@@ -215,8 +222,9 @@ def write_graph(tx: Tx, r: Stated, memory_id: str, now_iso: str) -> None:
         ).fetchall()
     ] if subjects else []  # fmt: skip
     plan = plan_relations(
-        claims, open_now, memory_id=memory_id, valid_from=r.timestamp, scope=owner, now=now_iso, new_id=_new_id
-    )
+        claims, open_now, memory_id=memory_id, valid_from=r.timestamp, scope=(r.user_id, r.agent_id, r.run_id),
+        now=now_iso, new_id=_new_id,
+    )  # fmt: skip
     tx.executemany("UPDATE relations SET valid_until = ? WHERE id = ?", [(until, rid) for rid, until in plan.closed])
     insert_relations(tx, plan.new)
 
