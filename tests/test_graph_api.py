@@ -282,6 +282,25 @@ def test_search_graph_finds_a_memory_only_a_neighbour_mentions(memory: Memory, l
     assert "graph" not in next(h for h in hits if h["memory"].startswith("Zoe"))["explain"]
 
 
+def test_a_short_page_ranks_as_the_top_of_a_long_one(memory: Memory, llm: FakeLLM) -> None:
+    # Only candidates that could reach the page are looked up; the order must not depend on it.
+    tell(memory, llm, fact("Alice manages Bob.", "Alice", "Bob", relations=(("Alice", "manages", "Bob"),)))
+    for name, text in [
+        ("Bob", "Bob runs marathons."),
+        ("Zoe", "Zoe runs a cafe."),
+        ("Alice", "Alice runs a team."),
+        ("Yuri", "Yuri runs far."),
+        ("Bob", "Bob likes tea."),
+        ("Zoe", "Zoe met Alice."),
+    ]:
+        tell(memory, llm, fact(text, name))  # fmt: skip
+    query = "Who on Alice's team runs?"
+    full = memory.search(query, user_id="u", graph=True, limit=20)["results"]
+    for k in (1, 2, 3):
+        page = memory.search(query, user_id="u", graph=True, limit=k)["results"]
+        assert [(h["id"], h["score"]) for h in page] == [(h["id"], h["score"]) for h in full[:k]]
+
+
 def test_graph_memories_join_the_candidates_within_scope_filter_and_time(
     memory: Memory, engine: Memory, llm: FakeLLM
 ) -> None:
@@ -299,7 +318,8 @@ def test_graph_memories_join_the_candidates_within_scope_filter_and_time(
     cello = next(r.rid for r in store.list(scope, None, limit=100, now=None) if r.id == hobby)
     assert cello not in pool.rows
     links = graph_candidates(store, scope, None, query, qvec, query_terms(query), pool, now, None)
-    assert pool.sources[cello] == ["graph"] and links[cello]["via"] == "Alice" and cello in pool.cosine
+    assert links.joined[cello] == hobby and pool.sources[cello] == ["graph"] and cello in pool.cosine
+    assert links.by_memory[hobby]["via"] == "Alice"
     # Through the API: the filter, the scope and the time hold for what the graph brings too.
     hits = memory.search(query, user_id="u", graph=True, explain=True, limit=20)["results"]
     assert next(h for h in hits if h["id"] == hobby)["explain"]["graph"]["relation"] == "manages"

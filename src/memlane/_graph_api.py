@@ -6,16 +6,17 @@ The entities and relations live in the store, written with the memories that nam
 :func:`graph_candidates` / :func:`graph_rescore` are the two steps ``Memory.search(graph=True)`` adds.
 
 ``search(graph=True)``: the entities the query names (:func:`memlane.core.graph.query_entities`)
-and those one relation away from them lead to the memories naming any of them. Those memories join
-the candidates, and every candidate's score becomes ``(1 - GRAPH_WEIGHT) * score + GRAPH_WEIGHT *
-graph`` with ``graph`` 1.0 for a memory naming a query entity, 0.5 for one naming a neighbour,
-else 0: the weighted mean of the signals with one more signal. A query naming no entity of the
-scope is ranked exactly as without ``graph``.
+and those one relation away from them lead to the memories naming any of them. Those reached
+through a relation join the candidates, and every candidate's score becomes ``(1 - GRAPH_WEIGHT)
+* score + GRAPH_WEIGHT * graph`` with ``graph`` 1.0 for a memory naming a query entity, 0.5 for
+one naming a neighbour, else 0: the weighted mean of the signals with one more signal. A query
+naming no entity of the scope is ranked exactly as without ``graph``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from memlane.core.candidates import CandidatePool, selective
@@ -64,7 +65,7 @@ __all__ = [
 
 GRAPH_WEIGHT = 0.15  # the graph signal's share of a score when the query names an entity
 GRAPH_VALUE = {0: 1.0, 1: 0.5}  # by distance from a query entity
-MAX_GRAPH_MEMORIES = 100  # memories reached through the graph that may join one search's candidates
+MAX_GRAPH_MEMORIES = 50  # memories reached through a relation that may join one search's candidates
 MAX_DEPTH = 6
 
 
@@ -289,7 +290,13 @@ def edited_mentions(store: Store, memory_id: str, text: str) -> tuple[EntityMent
 
 
 # -- search(graph=True) ----------------------------------------------------------------------------
-GraphLinks = dict[int, GraphExplain]  # row id -> why search(graph=True) linked the memory to the query
+@dataclass
+class GraphLinks:
+    """What ``search(graph=True)`` found: memory id -> why it is linked to the query, and the row
+    ids of the memories that joined the candidates through a relation."""
+
+    by_memory: dict[str, GraphExplain] = field(default_factory=dict)
+    joined: dict[int, str] = field(default_factory=dict)
 
 
 def _reach(
@@ -323,49 +330,54 @@ def graph_candidates(
     visible_after: datetime,
     as_of: datetime | None,
 ) -> GraphLinks:
-    """Link the pool's memories to the query's entities, and add the linked memories it lacks.
+    """The memories linked to the query's entities; those reached through a relation join ``pool``.
 
     Args:
-        pool: the search's candidate pool; memories reached through the graph join it (their
-            rows, cosines, context and best passage, as ``compose_pool`` would give them).
+        pool: the search's candidate pool; joining memories get their rows, cosines, context and
+            best passage there, as ``compose_pool`` would give them.
         visible_after, as_of: as in the search: an expired memory or, with ``as_of``, one stated
             later, does not join.
     Returns:
-        The links, by row id (empty when the query names no entity of the scope).
+        The links (empty when the query names no entity of the scope).
     """
     known = store.entities(scope)
     asked = query_entities(query, known) if known else []
     if not asked:
-        return {}
+        return GraphLinks()
     at = to_iso(as_of) if as_of is not None else None
     reach = _reach(asked, known, store.relations(scope), at)
-    by_memory: dict[str, GraphExplain] = {}
+    links = GraphLinks()
     for entity_id, memory_ids in store.entity_memories(reach).items():
         for memory_id in memory_ids:
-            best = by_memory.get(memory_id)
+            best = links.by_memory.get(memory_id)
             if best is None or reach[entity_id]["distance"] < best["distance"]:
-                by_memory[memory_id] = reach[entity_id]
-    present = {m.id: rid for rid, m in store.fetch(pool.rows).items()}
-    links = {present[mid]: why for mid, why in by_memory.items() if mid in present}
-    missing = sorted((m for m in by_memory if m not in present), key=lambda m: (by_memory[m]["distance"], m))
-    joined = _joiners(store, scope, node, missing[:MAX_GRAPH_MEMORIES], visible_after, at)
-    for rid, memory_id in joined.items():
-        links[rid] = by_memory[memory_id]
-    for rid in links:
-        pool.sources.setdefault(rid, []).append("graph")
-    _fill(store, pool, qvec, terms, list(joined))
+                links.by_memory[memory_id] = reach[entity_id]
+    # Only what a relation reaches joins: a memory naming the query's entity holds the name, which
+    # keyword search proposes when it is rare enough to tell memories apart (LoCoMo dev, names
+    # alone: joining up to 100 of them per search changed no answer and doubled search time).
+    reached = sorted(m for m, why in links.by_memory.items() if why["distance"] > 0)[:MAX_GRAPH_MEMORIES]
+    links.joined = _joiners(store, scope, node, reached, visible_after, at, set(pool.rows))
+    for rid in links.joined:
+        pool.sources[rid] = ["graph"]
+    _fill(store, pool, qvec, terms, list(links.joined))
     return links
 
 
 def _joiners(
-    store: Store, scope: Scope, node: Node | None, memory_ids: list[str], visible_after: datetime, at: str | None
+    store: Store,
+    scope: Scope,
+    node: Node | None,
+    memory_ids: list[str],
+    visible_after: datetime,
+    at: str | None,
+    present: set[int],
 ) -> dict[int, str]:
-    """Row id -> memory id of the memories that may join: in the scope, matching the filter, visible."""
+    """Row id -> memory id of the memories that join: not candidates yet, in the scope, matching the filter, visible."""
     out: dict[int, str] = {}
     live_after = to_iso(visible_after)
     for memory_id in memory_ids:
         row = store.get(memory_id)
-        if row is None or (row.expires_at is not None and row.expires_at <= live_after):
+        if row is None or row.rid in present or (row.expires_at is not None and row.expires_at <= live_after):
             continue
         if any(v is not None and getattr(row, k) != v for k, v in scope.as_dict().items()):
             continue
@@ -391,14 +403,31 @@ def _fill(store: Store, pool: CandidatePool, qvec: Vector, terms: list[str], rid
     pool.passages.update(store.best_passages(qvec, proposing, [rid for rid, r in rows.items() if r.passages]))
 
 
-def graph_rescore(ranked: list[Scored], links: GraphLinks) -> list[Scored]:
-    """Blend the graph signal into every score (see the module docstring); best first again."""
-    if not links or not ranked:
-        return ranked
-    share = {k: round(v * (1 - GRAPH_WEIGHT), 6) for k, v in ranked[0].share.items()} | {"graph": GRAPH_WEIGHT}
+def graph_rescore(
+    store: Store, ranked: list[Scored], links: GraphLinks | None, limit: int
+) -> tuple[list[Scored], dict[int, GraphExplain]]:
+    """Blend the graph signal into the scores (see the module docstring); best first again.
+
+    Only candidates that could reach the top ``limit`` are looked up (their memory ids read from
+    the store): with the graph's share ``w``, one scoring more than ``w / (1 - w)`` below the
+    ``limit``-th cannot pass it, whatever its link, so its graph signal is taken as 0.
+
+    Returns:
+        The candidates in their new order, and the graph links of those looked up, by row id.
+    """
+    if not links or not links.by_memory or not ranked:
+        return ranked, {}
+    w = GRAPH_WEIGHT
+    floor = ranked[min(limit, len(ranked)) - 1].score - w / (1 - w)
+    near = [int(hit.id) for hit in ranked if hit.score >= floor]
+    ids = {rid: links.joined[rid] for rid in near if rid in links.joined}
+    ids |= {rid: row.id for rid, row in store.fetch(r for r in near if r not in ids).items()}
+    found = {rid: links.by_memory[mid] for rid, mid in ids.items() if mid in links.by_memory}
+    share = {k: round(v * (1 - w), 6) for k, v in ranked[0].share.items()} | {"graph": w}
     for hit in ranked:
-        why = links.get(int(hit.id))
-        value = why["value"] if why is not None else 0.0
-        hit.score = round(min(1.0, max(0.0, (1 - GRAPH_WEIGHT) * hit.score + GRAPH_WEIGHT * value)), 6)
+        why = found.get(int(hit.id))
+        if why is not None and "graph" not in hit.candidate.sources:
+            hit.candidate.sources = (*hit.candidate.sources, "graph")
+        hit.score = round(min(1.0, max(0.0, (1 - w) * hit.score + w * (why["value"] if why else 0.0))), 6)
         hit.share = share
-    return sorted(ranked, key=lambda r: (-r.score, r.id))
+    return sorted(ranked, key=lambda r: (-r.score, r.id)), found

@@ -742,15 +742,15 @@ class Memory(GraphMethods):
         terms = query_terms(text)
         k = max(self._ranking.candidates, 3 * limit)
         pool, candidates = gather_candidates(store, scope, node, qvec, terms, k, visible_after, at)
-        links = graph_candidates(store, scope, node, text, qvec, terms, pool, visible_after, at) if graph else {}
-        if links:
+        links = graph_candidates(store, scope, node, text, qvec, terms, pool, visible_after, at) if graph else None
+        if links is not None and links.joined:
             candidates = candidates_of(pool, visible_after)
         ranked = rank(
             list(candidates.values()), query_terms=terms, entities=entity_terms(text), df=pool.df,
             n_docs=pool.n_docs, avg_len=pool.avg_len, params=self._ranking, recency_weight=float(recency_weight),
             half_life_days=float(half_life_days), now_epoch=now.timestamp(),
         )  # fmt: skip
-        ranked = graph_rescore(ranked, links)
+        ranked, linked = graph_rescore(store, ranked, links, limit)
         if cutoff is not None:
             ranked = [r for r in ranked if r.score >= cutoff]
         ranked = ranked[:limit]
@@ -762,7 +762,7 @@ class Memory(GraphMethods):
             item["score"] = hit.score
             if explain:
                 item["explain"] = hit.explain()
-                if int(hit.id) in links:
-                    item["explain"]["graph"] = links[int(hit.id)]
+                if int(hit.id) in linked:
+                    item["explain"]["graph"] = linked[int(hit.id)]
             results.append(item)
         return SearchResult(results=results)
