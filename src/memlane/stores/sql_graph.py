@@ -11,8 +11,9 @@ Invariants the functions keep:
 - a mention links an entity to a memory's public id; a memory's mentions are those of its current
   text (replaced when reconciliation rewrites it, dropped when it invalidates or deletes it);
 - a relation stays when the memory that stated it changes (it is history) and goes with it when
-  the memory is deleted; an entity left with no mention and no relation goes too (its name is
-  user text: nothing of a deleted memory's graph may stay behind).
+  the memory is deleted (a relation it had closed takes over its end); an entity left with no
+  mention and no relation goes too (its name is user text: nothing of a deleted memory's graph
+  may stay behind).
 """
 
 from __future__ import annotations
@@ -255,16 +256,46 @@ def drop_orphans(tx: Tx, entity_ids: Iterable[str]) -> int:
 
 def forget_memories(tx: Tx, memory_ids: Iterable[str]) -> None:
     """The graph side of deleting memories: their mentions, the relations they stated, and the
-    entities that leaves with no mention and no relation."""
+    entities that leaves with no mention and no relation.
+
+    A relation that one of theirs had closed (an exclusive claim: "moved to Rome" ended "lives in
+    Paris") takes over the deleted relation's end: it is open again if that one was (and nothing
+    else now holds for its subject and predicate), else it ends when that one ended. A relation
+    whose own memory is no longer current is left as it is.
+    """
     ids = sorted(set(memory_ids))
     if not ids:
         return
     touched = drop_mentions(tx, ids)
+    ended: list[tuple[str, str | None, str, str, str, str, str]] = []
     for chunk in _chunks(ids):
         marks = _marks(chunk)
+        # Closed by one of them: same scope, subject and predicate, ended when theirs began.
+        ended += tx.execute(
+            "SELECT o.id, r.valid_until, o.subject_id, o.predicate, o.user_id, o.agent_id, o.run_id FROM relations r "
+            "JOIN relations o ON o.subject_id = r.subject_id AND o.predicate = r.predicate AND o.valid_until = "
+            "r.valid_from AND o.user_id = r.user_id AND o.agent_id = r.agent_id AND o.run_id = r.run_id "
+            f"WHERE r.memory_id IN ({marks}) AND (o.memory_id IS NULL OR o.memory_id NOT IN ({marks})) "
+            "ORDER BY o.valid_from DESC, o.id",
+            [*chunk, *chunk],
+        ).fetchall()
         rows = tx.execute(f"SELECT subject_id, object_id FROM relations WHERE memory_id IN ({marks})", chunk)
         touched |= {eid for row in rows.fetchall() for eid in row}
         tx.execute(f"DELETE FROM relations WHERE memory_id IN ({marks})", chunk)
+    current = (
+        "(memory_id IS NULL OR EXISTS (SELECT 1 FROM memories m WHERE m.id = relations.memory_id "
+        "AND m.version_of IS NULL))"
+    )
+    for rid, until, subject, predicate, *scope in ended:  # the latest first: only one of them reopens
+        if until is not None:
+            tx.execute(f"UPDATE relations SET valid_until = ? WHERE id = ? AND {current}", (until, rid))
+            continue
+        tx.execute(
+            "UPDATE relations SET valid_until = NULL WHERE id = ? AND NOT EXISTS (SELECT 1 FROM relations x "
+            "WHERE x.subject_id = ? AND x.predicate = ? AND x.valid_until IS NULL AND x.user_id = ? AND x.agent_id = ? "
+            f"AND x.run_id = ?) AND {current}",
+            (rid, subject, predicate, *scope),
+        )
     drop_orphans(tx, touched)
 
 

@@ -128,6 +128,23 @@ class GraphContract(ExportContract):
         assert old.open_at(to_iso(T0 + timedelta(days=1))) and not old.open_at(None) and new.open_at(None)
         assert ids["Paris"] in store.memory_entities([again])[again]  # a known claim is not repeated, but named
 
+    def test_graph_deleting_the_closing_memory_reopens_what_it_closed(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        day = timedelta(days=1)
+        paris, rome, berlin = self.put(
+            store,
+            self.named("Ana lives in Paris", claims=(("Ana", "lives in", "Paris", True),)),
+            self.named("Ana moved to Rome", claims=(("Ana", "lives in", "Rome", True),), when=T0 + day),
+            self.named("Ana moved to Berlin", claims=(("Ana", "lives in", "Berlin", True),), when=T0 + 2 * day),
+        )
+        store.delete(rome, purge=False, now=T0)  # never in Rome: Paris held until the move to Berlin
+        assert [(r.memory_id, r.valid_until) for r in store.relations(ALICE)] == [
+            (paris, to_iso(T0 + 2 * day)), (berlin, None),
+        ]  # fmt: skip
+        store.delete(berlin, purge=True, now=T0)  # the wrong move is forgotten: Ana lives in Paris
+        assert [(r.memory_id, r.valid_until) for r in store.relations(ALICE)] == [(paris, None)]
+        assert sorted(self.by_name(store)) == ["Ana", "Paris"]
+
     def test_graph_facts_add_update_and_invalidate(self, store_factory: StoreFactory) -> None:
         store = self.opened(store_factory)
         msgs = [SourceMessage("user", None, "Bob reports to Carol", to_iso(T0))]
