@@ -563,3 +563,42 @@ def test_added_and_updated_facts_carry_their_entities_and_relations(tmp_path: Pa
     assert second.action == "UPDATE" and second.new.memory == "Bob reports to Carol since May."
     assert second.new.entities == (EntityMention("Bob", "person"), EntityMention("Carol", "person"))
     assert second.new.relations == (RelationClaim("Bob", "reports_to", "Carol", True),)
+
+
+def _cut(*facts: dict[str, Any]) -> Completion:
+    """An answer cut off at the token limit after ``facts``, in the middle of one more."""
+    text = json.dumps({"facts": list(facts)})[:-2] + ', {"text": "The user li'
+    return Completion(text=text, prompt_tokens=50, completion_tokens=1024, truncated=True)
+
+
+GRAPH_FACT = {"text": "The user lives in Lisbon.", "from": [1], "entities": [{"name": "Lisbon", "type": "place"}],
+              "relations": []}  # fmt: skip
+
+
+def test_a_cut_off_answer_is_never_read_as_no_facts(memory: Memory, llm: FakeLLM) -> None:
+    # Its inner "[]" (a fact's empty relations) is no answer: the model is asked again, with more room.
+    llm.queue(_cut(GRAPH_FACT), FakeLLM.facts("The user lives in Lisbon."))
+    result = memory.add("I live in Lisbon", user_id="u")
+    assert [r["memory"] for r in result["results"]] == ["The user lives in Lisbon."]
+    assert result["usage"]["llm_calls"] == 2 and llm.requests[1].max_tokens == 2 * llm.requests[0].max_tokens
+    with pytest.raises(ValueError, match="bare empty list"):
+        parse_facts([], 1)
+
+
+def test_a_model_going_round_in_a_loop_keeps_what_it_said_without_a_repair(memory: Memory, llm: FakeLLM) -> None:
+    other = {**GRAPH_FACT, "text": "The user works as a nurse."}
+    llm.queue(_cut(GRAPH_FACT, other, GRAPH_FACT, other))  # it repeats itself: more tokens would not help
+    result = memory.add("I live in Lisbon and work as a nurse", user_id="u")
+    assert [r["memory"] for r in result["results"]] == ["The user lives in Lisbon.", "The user works as a nurse."]
+    assert result["usage"]["llm_calls"] == 1
+
+
+def test_a_repair_cut_off_again_keeps_its_complete_facts(memory: Memory, llm: FakeLLM) -> None:
+    other = {**GRAPH_FACT, "text": "The user works as a nurse."}
+    llm.queue(_cut(GRAPH_FACT), _cut(GRAPH_FACT, other))
+    result = memory.add("I live in Lisbon and work as a nurse", user_id="u")
+    assert [r["memory"] for r in result["results"]] == ["The user lives in Lisbon.", "The user works as a nurse."]
+    assert result["usage"]["llm_calls"] == 2
+    llm.queue(_cut(), _cut())  # nothing complete in either: an error, nothing written
+    with pytest.raises(LLMOutputError, match="cut off"):
+        memory.add("more", user_id="u2")

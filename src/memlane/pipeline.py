@@ -26,6 +26,7 @@ from memlane.core.extraction import (
     parse_facts,
     parse_procedure,
     procedure_prompt,
+    salvage_facts,
 )
 from memlane.core.filters import to_iso
 from memlane.core.inputs import ChatMessage
@@ -91,14 +92,28 @@ class FactPipeline:
 
     # -- the LLM, with one repair attempt ------------------------------------------------------
     def _ask(
-        self, prompt: list[PromptMessage], schema: dict[str, Any], name: str, validate: Callable[[Any], T], usage: Usage
+        self,
+        prompt: list[PromptMessage],
+        schema: dict[str, Any],
+        name: str,
+        validate: Callable[[Any], T],
+        usage: Usage,
+        salvage: Callable[[str, bool], T | None] | None = None,
     ) -> T:
-        """Ask, parse; on an unusable answer ask once more, saying what was wrong."""
+        """Ask, parse; on an unusable answer ask once more, saying what was wrong.
+
+        ``salvage(text, looping_only)`` reads what is usable in an answer cut off at the token
+        limit (a false value: nothing): in the first answer only when the model went round in a
+        loop (no repair then: more tokens would not help), in the repair answer in any case.
+        """
         answer = self._complete(prompt, schema, name, self.config.max_tokens, usage)
         try:
             return _parse(answer.data, answer.text, validate, answer.truncated)
         except JSONNotFound as first:
             reason = str(first)
+        looped = salvage(answer.text, True) if salvage is not None and answer.truncated else None
+        if looped:
+            return looped
         budget = self.config.max_tokens * 2 if answer.truncated else self.config.max_tokens
         repair = [
             *prompt,
@@ -113,6 +128,9 @@ class FactPipeline:
         try:
             return _parse(again.data, again.text, validate, again.truncated)
         except JSONNotFound as second:
+            kept = salvage(again.text, False) if salvage is not None and again.truncated else None
+            if kept:
+                return kept
             raise LLMOutputError(
                 f"{self.llm.model_id} gave no usable answer to the {name} prompt, also after one repair "
                 f"attempt ({second}); nothing was stored. A larger model, or one with structured output, helps.",
@@ -144,7 +162,11 @@ class FactPipeline:
         """Extract, reconcile and store the facts in ``ctx.messages``."""
         usage = _zero()
         prompt = extraction_prompt(ctx.messages, ctx.when, ctx.steering)
-        facts = self._ask(prompt, FACTS_SCHEMA, "facts", lambda obj: parse_facts(obj, len(ctx.messages)), usage)
+        n = len(ctx.messages)
+        facts = self._ask(
+            prompt, FACTS_SCHEMA, "facts", lambda obj: parse_facts(obj, n), usage,
+            lambda text, looping: salvage_facts(text, n, looping_only=looping),
+        )  # fmt: skip
         if not facts:
             return AddResult(results=[], mode="extracted", usage=usage)
         vectors = self.embedder.embed([f.text for f in facts], kind="document")

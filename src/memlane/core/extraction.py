@@ -8,6 +8,8 @@ part stays the same across calls, so backends with prompt caching reuse it.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,11 +29,14 @@ __all__ = [
     "parse_procedure",
     "procedure_prompt",
     "render_conversation",
+    "salvage_facts",
 ]
 
 MAX_FACT_CHARS = 2_000
 MAX_NAME_CHARS = 200  # an entity name or predicate longer than this is not one
 MAX_ITEMS = 32  # entities, and relations, kept per fact
+_FACTS_START = re.compile(r'"facts"\s*:\s*\[')
+_SEPARATOR = re.compile(r"\s*,?\s*")
 
 _ENTITY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -187,6 +192,8 @@ def parse_facts(obj: Any, n_messages: int) -> list[Fact]:
         ValueError: the answer is not ``{"facts": [...]}`` with text in every item.
     """
     if isinstance(obj, list):  # a bare list of facts: small models often skip the wrapper
+        if not obj:  # "[]" may be a fact's empty "entities" or "relations" inside a cut-off answer
+            raise ValueError('expected {"facts": [...]}, got a bare empty list')
         obj = {"facts": obj}
     if not isinstance(obj, dict) or not isinstance(obj.get("facts"), list):
         raise ValueError('expected an object with a "facts" list, like {"facts": [{"text": "...", "from": [1]}]}')
@@ -208,6 +215,32 @@ def parse_facts(obj: Any, n_messages: int) -> list[Fact]:
         entities = _entities(item.get("entities"), relations)
         facts.append(Fact(text, sources or tuple(range(n_messages)), entities, relations))
     return facts
+
+
+def salvage_facts(text: str, n_messages: int, *, looping_only: bool = False) -> list[Fact]:
+    """The complete facts at the start of an answer cut off at the token limit (``[]`` if none).
+
+    A small model can repeat itself until the limit: what it wrote before is still usable, and a
+    larger budget would not help. With ``looping_only``, facts are kept only from such an answer
+    (one that states a fact twice).
+    """
+    start = _FACTS_START.search(text)
+    if start is None:
+        return []
+    decoder = json.JSONDecoder()
+    items: list[Any] = []
+    pos = start.end()
+    while True:
+        gap = _SEPARATOR.match(text, pos)
+        pos = gap.end() if gap else pos
+        try:
+            item, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            break
+        items.append(item)
+    usable = [i for i in items if isinstance(i, dict) and isinstance(i.get("text"), str)]
+    facts = parse_facts({"facts": usable}, n_messages) if usable else []
+    return facts if len(facts) < len(usable) or not looping_only else []
 
 
 def _name(value: Any) -> str:
