@@ -164,7 +164,10 @@ _MEM0_ONLY = {
         "memlane has no separate reranker: every search scores each candidate on meaning, keywords, "
         "entities and time in one pass (see docs/migrating-from-mem0.md); remove the section"
     ),
-    "graph_store": "graph memory is not in memlane yet; remove the section (memories themselves carry over)",
+    "graph_store": (
+        "memlane keeps graph memory (entities and relations) in its own store, no Neo4j needed; remove the "
+        "section (docs/graph.md)"
+    ),
 }
 
 

@@ -51,7 +51,10 @@ UNMAPPED: Final[Mapping[str, str]] = {
     "end_date": "filter on creation time: filters={'created_at': {'lte': '2026-12-31'}}",
     "version": "memlane has one result format ({'results': [...]}); drop version",
     "output_format": "memlane has one result format ({'results': [...]}); drop output_format",
-    "enable_graph": "graph memory is not in memlane yet; drop enable_graph",
+    "enable_graph": (
+        "memlane links entities and relations on every add; drop enable_graph, and pass graph=True to search "
+        "to follow them"
+    ),
     "async_mode": "add() returns when the memories are stored; use AsyncMemory to not wait",
     "structured_data_schema": "memlane extracts text facts; put structured fields in metadata",
     "agent_custom_instructions": "pass instructions= on the add() call for that agent's scope",
