@@ -187,7 +187,8 @@ WRITER = textwrap.dedent(
     m = Memory(sys.argv[1], embedder=HashEmbedder())
     start = int(sys.argv[2])
     for i in range(start, start + 100_000):
-        batch = [f"crash memory {i} {j} about topic{i % 7} and word{j}" for j in range(5)]
+        names = ("Alice Chen", "Bob", "Project Atlas", f"Dana {i % 4}", "Oslo")  # graph rows too
+        batch = [f"crash memory {i} {j} about topic{i % 7} and word{j} with {names[j]}" for j in range(5)]
         result = m.add([{"role": "user", "content": t} for t in batch], user_id=f"u{i % 3}")
         ids = [r["id"] for r in result["results"]]
         print("added", *ids, flush=True)
@@ -243,7 +244,22 @@ def check_consistent(db: Path) -> sqlite3.Connection:
     deleted = {m for (m,) in conn.execute("SELECT memory_id FROM history WHERE event = 'DELETE'")}
     live = {r[1] for r in rows}
     assert live <= added and not live & deleted and added - deleted == live
+    check_graph(conn, {m for (m,) in conn.execute("SELECT id FROM memories")})
     return conn
+
+
+def check_graph(conn: sqlite3.Connection, memory_ids: set[str]) -> None:
+    """Entities, their keys, mentions and relations agree with each other and with the memories."""
+    entities = {e for (e,) in conn.execute("SELECT id FROM entities")}
+    mentions = conn.execute("SELECT entity_id, memory_id FROM entity_mentions").fetchall()
+    assert {m for _, m in mentions} <= memory_ids, "a mention of a memory that is gone"
+    assert {e for e, _ in mentions} <= entities
+    linked = {e for e, _ in mentions}
+    for subject, obj, memory in conn.execute("SELECT subject_id, object_id, memory_id FROM relations"):
+        assert {subject, obj} <= entities and (memory is None or memory in memory_ids)
+        linked |= {subject, obj}
+    assert entities == linked, "an entity nothing names"
+    assert {e for (e,) in conn.execute("SELECT entity_id FROM entity_keys")} <= entities
 
 
 def test_a_killed_writer_leaves_a_consistent_file_with_every_acknowledged_write(tmp_path: Path) -> None:
@@ -259,6 +275,7 @@ def test_a_killed_writer_leaves_a_consistent_file_with_every_acknowledged_write(
     live = {m for (m,) in conn.execute("SELECT id FROM memories")}
     deleted = {m for (m,) in conn.execute("SELECT memory_id FROM history WHERE event = 'DELETE'")}
     assert len(added) > 500 and gone and gone <= deleted and not live & gone
+    assert conn.execute("SELECT count(*) FROM entity_mentions").fetchone()[0] > 0  # the graph was written
     assert added - live <= deleted  # every acknowledged add is there, unless something deleted it
     for op, mid in ((op, ids[0]) for op, *ids in acked if op == "updated"):
         events = [e for (e,) in conn.execute("SELECT event FROM history WHERE memory_id = ? ORDER BY id", (mid,))]
