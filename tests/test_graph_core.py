@@ -186,7 +186,9 @@ def test_query_entities_reads_sentence_starts_and_lower_case_names() -> None:
     known = entities_of("Alice Chen", "Project X", "Bob", ("user", ()))
     assert [e.name for e in query_entities("Who reports to Alice's directs?", known)] == ["Alice Chen"]
     assert [e.name for e in query_entities("Which projects share a lead with Project X?", known)] == ["Project X"]
-    assert [e.name for e in query_entities("what does bob think of alice chen", known)] == ["Alice Chen", "Bob"]
+    assert [e.name for e in query_entities("what does Bob think of alice chen's plan", known)] == ["Bob", "Alice Chen"]
+    assert query_entities("what does bob think?", known) == []  # a one-word name is capitalised to count
+    assert query_entities("will it rain?", [*known, entity("w", "Will")]) == []
     assert query_entities("What does the user like?", known) == []  # "user" is every memory's subject
 
 

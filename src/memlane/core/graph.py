@@ -425,18 +425,19 @@ def query_entities(text: str, entities: Sequence[Entity]) -> list[Entity]:
     """The entities of the scope a query names, in order of first mention.
 
     A capitalised word sequence (sentence starts included: "Alice's directs?") resolves as in
-    :func:`find_entity`; a known name or alias also counts when written in lower case ("alice
-    chen"), unless it is a stop word.
+    :func:`find_entity`; a known name or alias of two words or more also counts when written in
+    lower case ("alice chen"). A one-word name must be capitalised: "will it rain?" is not about
+    Will.
     """
     found: dict[str, Entity] = {}
     for run in _runs(text):
         hit = find_entity(" ".join(run.words), entities)
         if hit is not None:
             found.setdefault(hit.id, hit)
-    words = normalise_name(text).split()
+    words = [w.strip(".'").casefold().removesuffix("'s") for w in _TOKEN.findall(text)]
     padded = f" {' '.join(words)} "
     for entity in entities:
-        names = [n for n in entity.names() if n not in _NOT_NAMES and len(n) > 1]
+        names = [n for n in entity.names() if " " in n]
         if entity.id not in found and any(f" {n} " in padded for n in names):
             found[entity.id] = entity
     return list(found.values())
