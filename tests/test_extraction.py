@@ -602,3 +602,23 @@ def test_a_repair_cut_off_again_keeps_its_complete_facts(memory: Memory, llm: Fa
     llm.queue(_cut(), _cut())  # nothing complete in either: an error, nothing written
     with pytest.raises(LLMOutputError, match="cut off"):
         memory.add("more", user_id="u2")
+
+
+def test_extraction_without_the_graph_asks_for_facts_alone_and_links_their_names(tmp_path: Path, llm: FakeLLM) -> None:
+    from memlane.core.extraction import PLAIN_FACTS_SCHEMA
+
+    config = {"extraction": {"graph": False}}
+    m = Memory(tmp_path / "m.db", embedder=HashEmbedder(), llm=llm, config=config)
+    llm.queue({"facts": [{"text": "The user's manager is Alice Chen at Globex.", "from": [1]}]})
+    m.add(CHAT, user_id="u", timestamp=T0)
+    request = llm.requests[0]
+    assert request.schema == PLAIN_FACTS_SCHEMA
+    assert '"entities"' not in request.system and "relations" not in request.system
+    assert '{"text": "The user adopted a beagle named Max on 2026-02-28.", "from": [1]}' in request.system
+    assert {e["name"] for e in m.entities(user_id="u")["results"]} == {"Alice Chen", "Globex"}
+    # and the full prompt (the default) is longer by the graph rules
+    graph = Memory(tmp_path / "g.db", embedder=HashEmbedder(), llm=llm)
+    llm.queue(FakeLLM.facts())
+    graph.add(CHAT, user_id="u", timestamp=T0)
+    assert llm.requests[1].schema == FACTS_SCHEMA and '"entities"' in llm.requests[1].system
+    assert len(llm.requests[1].system) > len(request.system) + 500

@@ -97,6 +97,9 @@ class ExtractionConfig(_Strict):
         duplicate_threshold: cosine at or above which a new fact with the same content words as
             a stored memory is a duplicate (event NONE without asking the model).
         max_tokens: answer length limit for each LLM call.
+        graph: extract each fact's entities and relations in the same call (graph memory). False
+            asks for the facts alone, a shorter prompt and answer for small local models; the names
+            in each fact are then linked as in an add without an LLM (no relations).
     """
 
     instructions: str | None = None
@@ -106,6 +109,7 @@ class ExtractionConfig(_Strict):
     related_threshold: float = Field(0.4, ge=-1, le=1)
     duplicate_threshold: float = Field(0.95, gt=0, le=1)
     max_tokens: int = Field(1024, ge=64, le=32_768)
+    graph: bool = True
 
 
 class RankingConfig(_Strict):

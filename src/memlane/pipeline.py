@@ -12,23 +12,24 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
 from memlane.config import ExtractionConfig
 from memlane.core.extraction import (
-    FACTS_SCHEMA,
     PROCEDURE_SCHEMA,
     Fact,
     Steering,
     extraction_prompt,
+    facts_schema,
     parse_facts,
     parse_procedure,
     procedure_prompt,
     salvage_facts,
 )
 from memlane.core.filters import to_iso
+from memlane.core.graph import detect_names
 from memlane.core.inputs import ChatMessage
 from memlane.core.llm_json import JSONNotFound, extract_json
 from memlane.core.reconcile import DECISIONS_SCHEMA, Decision, Known, parse_decisions, reconcile_prompt
@@ -161,14 +162,17 @@ class FactPipeline:
     def add_facts(self, ctx: AddContext) -> AddResult:
         """Extract, reconcile and store the facts in ``ctx.messages``."""
         usage = _zero()
-        prompt = extraction_prompt(ctx.messages, ctx.when, ctx.steering)
+        graph = self.config.graph
+        prompt = extraction_prompt(ctx.messages, ctx.when, ctx.steering, graph=graph)
         n = len(ctx.messages)
         facts = self._ask(
-            prompt, FACTS_SCHEMA, "facts", lambda obj: parse_facts(obj, n), usage,
+            prompt, facts_schema(graph), "facts", lambda obj: parse_facts(obj, n), usage,
             lambda text, looping: salvage_facts(text, n, looping_only=looping),
         )  # fmt: skip
         if not facts:
             return AddResult(results=[], mode="extracted", usage=usage)
+        if not graph:  # link the names each fact holds, as an add without an LLM does
+            facts = [replace(f, entities=tuple(detect_names(f.text))) for f in facts]
         vectors = self.embedder.embed([f.text for f in facts], kind="document")
         rows = [self._row(f.text, vectors[i], ctx, fact=f) for i, f in enumerate(facts)]
         related = self._related(vectors, ctx)

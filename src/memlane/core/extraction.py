@@ -21,10 +21,12 @@ from memlane.protocols import PromptMessage
 
 __all__ = [
     "FACTS_SCHEMA",
+    "PLAIN_FACTS_SCHEMA",
     "PROCEDURE_SCHEMA",
     "Fact",
     "Steering",
     "extraction_prompt",
+    "facts_schema",
     "parse_facts",
     "parse_procedure",
     "procedure_prompt",
@@ -70,6 +72,25 @@ FACTS_SCHEMA: dict[str, Any] = {
                     "relations": {"type": "array", "items": _RELATION_SCHEMA},
                 },
                 "required": ["text", "from", "entities", "relations"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["facts"],
+    "additionalProperties": False,
+}
+
+# Without graph extraction (config ``extraction.graph: false``): the facts alone, as before entities
+# and relations joined them; a small local model answers this shorter shape far faster.
+PLAIN_FACTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "facts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"text": {"type": "string"}, "from": {"type": "array", "items": {"type": "integer"}}},
+                "required": ["text", "from"],
                 "additionalProperties": False,
             },
         }
@@ -128,6 +149,24 @@ reminder for Max's vet visit on 2026-03-06.", "from": [2], "entities": [{"name":
 "other"}], "relations": []}]}"""
 
 
+# The same rules without entities and relations (``extraction.graph: false``), built from the full
+# ones so the two never drift apart: the graph block, the answer shape and the example's answer differ.
+_HEAD, _GRAPH_AND_TAIL = _EXTRACT_RULES.split("For each memory also list:", 1)
+_EXAMPLE = _GRAPH_AND_TAIL.split("Example conversation:\n", 1)[1].split("\nAnswer:", 1)[0]
+_PLAIN_RULES = (
+    _HEAD + 'Answer with JSON only, in this shape: {"facts": [{"text": "...", "from": [1]}]}. With nothing to '
+    'remember, answer {"facts": []}.\n\nExample conversation:\n'
+    + _EXAMPLE
+    + '\nAnswer:\n{"facts": [{"text": "The user adopted a beagle named Max on 2026-02-28.", "from": [1]}, '
+    '{"text": "The assistant set a reminder for Max\'s vet visit on 2026-03-06.", "from": [2]}]}'
+)
+
+
+def facts_schema(graph: bool = True) -> dict[str, Any]:
+    """The extraction answer's JSON schema, with each fact's entities and relations or without."""
+    return FACTS_SCHEMA if graph else PLAIN_FACTS_SCHEMA
+
+
 @dataclass(frozen=True)
 class Steering:
     """What the application asks extraction to focus on or avoid (config plus per-call)."""
@@ -172,10 +211,13 @@ def render_conversation(messages: Sequence[ChatMessage], when: datetime) -> str:
     return "\n".join(lines)
 
 
-def extraction_prompt(messages: Sequence[ChatMessage], when: datetime, steering: Steering) -> list[PromptMessage]:
-    """The extraction prompt for ``messages`` dated ``when``."""
+def extraction_prompt(
+    messages: Sequence[ChatMessage], when: datetime, steering: Steering, *, graph: bool = True
+) -> list[PromptMessage]:
+    """The extraction prompt for ``messages`` dated ``when``; ``graph=False`` asks for the facts alone."""
+    rules = _EXTRACT_RULES if graph else _PLAIN_RULES
     return [
-        PromptMessage(role="system", content=_EXTRACT_RULES + steering.render()),
+        PromptMessage(role="system", content=rules + steering.render()),
         PromptMessage(role="user", content="Conversation:\n" + render_conversation(messages, when) + "\nAnswer:"),
     ]
 
