@@ -16,15 +16,13 @@ from memlane.core.graph import (
     detect_names,
     entity_candidates,
     find_entity,
-    neighbours,
     normalise_name,
     normalise_predicate,
-    path,
     plan_relations,
     query_entities,
-    relations_of,
     resolve,
 )
+from memlane.core.graph_walk import neighbours, path, relations_of
 
 SCOPE = ("alice-user", None, None)
 NOW = "2026-05-04T09:00:00.000000+00:00"

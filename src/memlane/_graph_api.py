@@ -22,19 +22,16 @@ from datetime import datetime
 from memlane.core.candidates import CandidatePool, selective
 from memlane.core.filters import RESERVED_FIELDS, Node, evaluate, to_iso
 from memlane.core.graph import (
-    Direction,
     Entity,
     EntityMention,
     Relation,
     detect_names,
     entity_candidates,
     find_entity,
-    neighbours,
     normalise_name,
-    path,
     query_entities,
-    relations_of,
 )
+from memlane.core.graph_walk import Direction, neighbours, path, relations_of
 from memlane.core.inputs import check_text, parse_time
 from memlane.core.ranking import Scored
 from memlane.core.scope import resolve_scope

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
+from memlane.core.compat import expiry_of_date
 from memlane.core.filters import to_iso
 from memlane.core.inputs import parse_time
 from memlane.core.portable import parse_records
@@ -93,8 +94,7 @@ def expires_at(expiration_date: object) -> str | None:
     """
     if expiration_date is None or expiration_date == "":
         return None
-    day = datetime.fromisoformat(str(expiration_date)).date()
-    return to_iso(datetime.combine(day + timedelta(days=1), time(0)))
+    return to_iso(expiry_of_date(expiration_date))  # the rule mem0's call shapes use too
 
 
 def _event_time(e: Mem0Event) -> str | None:
