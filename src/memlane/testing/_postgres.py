@@ -10,6 +10,7 @@ by ``make test``). Nothing here is imported by ``import memlane``.
 from __future__ import annotations
 
 import importlib.util
+import fcntl
 import os
 import pwd
 import shutil
@@ -51,6 +52,21 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def _ensure_system_user() -> None:
+    """Create the unprivileged user PostgreSQL runs as (it refuses root), once per machine.
+
+    Parallel test workers on a fresh machine all find the user missing at once; useradd racing
+    useradd left one worker with a cluster directory its postgres user could not write. A file
+    lock makes the first create it and the others wait and see it.
+    """
+    with open(os.path.join(tempfile.gettempdir(), "memlane-pg-useradd.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pwd.getpwnam(_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", _SYSTEM_USER], check=True)
 
 
 class LocalPostgres:
@@ -103,10 +119,7 @@ class LocalPostgres:
 
     def _start(self, root: Path) -> None:
         if os.geteuid() == 0:
-            try:
-                pwd.getpwnam(_SYSTEM_USER)
-            except KeyError:
-                subprocess.run(["useradd", "--system", "--no-create-home", _SYSTEM_USER], check=True)
+            _ensure_system_user()
             self._user = _SYSTEM_USER
             entry = pwd.getpwnam(_SYSTEM_USER)
             os.chmod(root, 0o755)
