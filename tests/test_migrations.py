@@ -10,11 +10,15 @@ from pathlib import Path
 import pytest
 
 from memlane import Memory
+from memlane.core.filters import to_iso
 from memlane.core.graph import EntityMention, RelationClaim
+from memlane.core.records import NewMemory
 from memlane.core.text import analyse, content_hash
 from memlane.protocols import Store
 from memlane.stores import postgres_schema, sqlite_schema
 from memlane.stores.postgres import PostgresStore
+from memlane.stores.sql_rows import insert_row, record
+from memlane.stores.sql_tx import Tx
 from memlane.stores.sqlite import SQLiteStore
 from memlane.testing import FakeLLM, HashEmbedder
 from memlane.testing._contract_base import ContractHelpers
@@ -66,6 +70,18 @@ def test_version_1_file_migrates_and_keeps_memories(tmp_path: Path, monkeypatch:
         assert versions == [v for v, _, _ in sqlite_schema.MIGRATIONS]
 
 
+def write_old(store: Store, rows: list[NewMemory], now: datetime) -> None:
+    """Write rows and their ADD events as a store of an older schema holds them: with the SQL
+    every schema since 2 shares (today's ``insert`` reads columns an old schema lacks)."""
+
+    def run(tx: Tx) -> None:
+        for row in rows:
+            insert_row(tx, row, None)
+            record(tx, row.id, "ADD", None, row.memory, to_iso(now), row.timestamp, ("alice", "", ""))
+
+    store._write(run)  # type: ignore[attr-defined]
+
+
 # -- 6: graph memory (entities, mentions, relations) ---------------------------------------------
 GRAPH = 6
 
@@ -76,7 +92,7 @@ def test_a_store_of_the_previous_version_gains_the_graph_tables(
 ) -> None:
     """A store written at schema 5 migrates to 6 once, keeps its memories, and then stores a graph."""
     schema = sqlite_schema if backend == "sqlite" else postgres_schema
-    assert schema.MIGRATIONS[-1][0] == GRAPH  # this test is about the newest migration
+    later = [v for v, _, _ in schema.MIGRATIONS if v >= GRAPH]
     make: Callable[[], Store]
     if backend == "sqlite":
         make = lambda: SQLiteStore(tmp_path / "old.db", busy_timeout=5.0, durability="normal")  # noqa: E731
@@ -89,12 +105,12 @@ def test_a_store_of_the_previous_version_gains_the_graph_tables(
     old = make()
     old.open(helpers.embedder_id, helpers.dimension)
     before = helpers.row("Ida works with Jo")
-    old.insert([before], now)
+    write_old(old, [before], now)
     old.close()
     monkeypatch.undo()
 
     store = make()
-    assert store.migrate() == [GRAPH] and store.migrate() == []
+    assert store.migrate() == later and store.migrate() == []
     store.open(helpers.embedder_id, helpers.dimension)
     try:
         kept = store.get(before.id)
@@ -107,5 +123,52 @@ def test_a_store_of_the_previous_version_gains_the_graph_tables(
         assert [e.name for e in store.entities(Scope(user_id="alice"))] == ["Ida", "Jo"]
         assert [r.predicate for r in store.relations(Scope(user_id="alice"))] == ["manages"]
         store.delete(before.id, purge=True, now=now)  # deleting a memory from before the graph works too
+    finally:
+        store.close()
+
+
+# -- 7: consolidation (merged / archived states, links, access, profiles, leases) -------------------
+CONSOLIDATION = 7
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_store_of_the_previous_version_gains_consolidation(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """A store at schema 6 migrates to 7 once: memories and history (ids included) stay, history
+    then takes MERGE and ARCHIVE events, and a merged memory leaves the uniqueness of its text."""
+    schema = sqlite_schema if backend == "sqlite" else postgres_schema
+    assert schema.MIGRATIONS[-1][0] == CONSOLIDATION  # this test is about the newest migration
+    make: Callable[[], Store]
+    if backend == "sqlite":
+        make = lambda: SQLiteStore(tmp_path / "old.db", busy_timeout=5.0, durability="normal")  # noqa: E731
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        make = lambda: PostgresStore(url, min_size=1, max_size=2, timeout=10.0)  # noqa: E731
+    helpers = ContractHelpers()
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[: CONSOLIDATION - 1])
+    old = make()
+    old.open(helpers.embedder_id, helpers.dimension)
+    first, second = helpers.row("I love sushi"), helpers.row("i love sushi!")
+    write_old(old, [first, second], now)
+    events_before = old.history(first.id) + old.history(second.id)
+    old.close()
+    monkeypatch.undo()
+
+    store = make()
+    assert store.migrate() == [CONSOLIDATION] and store.migrate() == []
+    store.open(helpers.embedder_id, helpers.dimension)
+    try:
+        assert store.history(first.id) + store.history(second.id) == events_before
+        out = store.merge(Scope(user_id="alice"), (first.id, first.hash), [(second.id, second.hash)], now)
+        assert out is not None and out.merged == (second.id,)
+        assert [e["event"] for e in store.history(second.id)] == ["ADD", "MERGE"]
+        merged = store.get(second.id)
+        assert merged is not None and merged.state == "merged" and merged.merged_into == first.id
+        assert store.archive(Scope(user_id="alice"), [(first.id, first.hash)], now) == [first.id]
+        assert store.history(first.id)[-1]["event"] == "ARCHIVE"
+        again = helpers.row("I love sushi")  # the archived text is no longer taken
+        assert store.insert([again], now) == [(again.id, "ADD")]
     finally:
         store.close()

@@ -11,7 +11,9 @@ asked piece by piece (:func:`compose_pool`), which is cheap when the store is in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from memlane.core.candidates import CandidatePool, selective
 from memlane.core.filters import Node, to_iso
@@ -39,19 +41,22 @@ def compose_pool(
     k: int,
     now: datetime,
     as_of: datetime | None,
+    include: Sequence[str] = (),
 ) -> CandidatePool:
     """The candidate pool from the store's single-purpose calls (see ``CandidateStore.candidates``)."""
     n_docs, avg_len, df = store.term_stats(terms)
     proposing = selective(terms, df, n_docs)
     sources: dict[int, list[str]] = {}
     cosine: dict[int, float] = {}
-    for rid, cos in store.dense(scope, node, qvec, k, now, as_of):
+    # Merged / archived memories only when asked for: a store without consolidation never is.
+    extra: dict[str, Any] = {"include": tuple(include)} if include else {}
+    for rid, cos in store.dense(scope, node, qvec, k, now, as_of, **extra):
         cosine[rid] = cos
         sources.setdefault(rid, []).append("dense")
-    for rid in store.keyword(scope, node, proposing, k, now, as_of):
+    for rid in store.keyword(scope, node, proposing, k, now, as_of, **extra):
         sources.setdefault(rid, []).append("keyword")
     # A reply can be the answer even when only the message it answers matches the query.
-    for rid in store.followers(list(sources), scope, node, now, as_of):
+    for rid in store.followers(list(sources), scope, node, now, as_of, **extra):
         sources.setdefault(rid, []).append("context")
     rows = store.search_rows(sources)
     prev_ids = {r.prev_rid for r in rows.values() if r.prev_rid is not None}
@@ -77,6 +82,7 @@ def gather_candidates(
     k: int,
     now: datetime,
     as_of: datetime | None,
+    include: Sequence[str] = (),
 ) -> tuple[CandidatePool, dict[str, Candidate]]:
     """Dense and keyword candidates, plus the messages that follow them, with their context.
 
@@ -86,9 +92,10 @@ def gather_candidates(
         The pool the store gathered (with the collection's BM25 statistics), and its candidates.
     """
     if isinstance(store, CandidateStore):
-        pool = store.candidates(scope, node, qvec, terms, k, now, as_of)
+        extra: dict[str, Any] = {"include": tuple(include)} if include else {}
+        pool = store.candidates(scope, node, qvec, terms, k, now, as_of, **extra)
     else:
-        pool = compose_pool(store, scope, node, qvec, terms, k, now, as_of)
+        pool = compose_pool(store, scope, node, qvec, terms, k, now, as_of, include)
     return pool, candidates_of(pool, now)
 
 

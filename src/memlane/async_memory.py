@@ -19,12 +19,14 @@ from memlane.memory import Memory
 from memlane.reembed import ReembedResult
 from memlane.types import (
     AddResult,
+    ConsolidationReport,
     EntityItem,
     EntityList,
     HistoryEvent,
     MemoryItem,
     NeighbourList,
     PathResult,
+    Profile,
     RelationList,
     SearchResult,
     Usage,
@@ -156,6 +158,18 @@ class AsyncMemory:
     async def reset(self) -> None:
         """See :meth:`Memory.reset`."""
         await asyncio.to_thread(self._sync.reset)
+
+    async def consolidate(self, **kwargs: Any) -> ConsolidationReport:
+        """See :meth:`Memory.consolidate`."""
+        return await asyncio.to_thread(lambda: self._sync.consolidate(**kwargs))
+
+    async def profile(self, **kwargs: Any) -> Profile:
+        """See :meth:`Memory.profile`."""
+        return await asyncio.to_thread(lambda: self._sync.profile(**kwargs))
+
+    async def restore(self, memory_id: str) -> MemoryItem:
+        """See :meth:`Memory.restore`."""
+        return await asyncio.to_thread(self._sync.restore, memory_id)
 
     async def close(self) -> None:
         """See :meth:`Memory.close`."""

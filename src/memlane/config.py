@@ -38,12 +38,14 @@ from memlane._store_config import (
     mask_url,
     postgres_store_config,
 )
+from memlane.core.consolidate import ConsolidationSettings
 from memlane.core.passages import DEFAULT_OVERLAP
 from memlane.core.ranking import RankingParams
 from memlane.errors import ConfigError
 
 __all__ = [
     "DATABASE_URL_ENV",
+    "ConsolidationConfig",
     "EmbedderConfig",
     "ExtractionConfig",
     "LLMConfig",
@@ -162,6 +164,47 @@ class PassageConfig(_Strict):
     overlap: float = Field(DEFAULT_OVERLAP, ge=0, lt=0.25)
 
 
+class ConsolidationConfig(_Strict):
+    """What ``Memory.consolidate`` does, and how idle memories decay in search (``docs/consolidation.md``).
+
+    Attributes:
+        merge_cosine: near-exact duplicates (same words in the same order, once case, punctuation,
+            articles and fillers are set aside) must also have vectors at least this close to merge.
+        llm_cosine: with an LLM, memories at least this close are shown to it in small groups; it
+            says which state the same fact (merged, with one text keeping every detail) and which
+            newer memory makes an older one untrue (superseded).
+        llm_batch: groups per LLM call.
+        summaries: write an episodic memory per finished run or session (needs an LLM).
+        episode_gap_minutes: without a run id, a pause this long ends a session; an episode is
+            summarised once this long has passed since its last memory.
+        min_episode, max_episode: memories an episode needs to be summarised / at most per summary.
+        profiles: rebuild each user's profile (with an LLM: written by it; without: from the
+            entity graph and the user's stated preferences).
+        stale_after_days: a memory neither retrieved nor changed for this long starts to lose rank
+            in search, down to ``1 - decay_weight`` of its score at twice that age (0 turns decay off).
+        decay_weight: the largest share of its score an idle memory loses.
+        archive_after_days: idle this long, a memory is archived by the next pass (None: never).
+        max_memories: per exact scope, archive the least retrieved memories past this many (None: no cap).
+    """
+
+    merge_cosine: float = Field(0.85, ge=-1, le=1)
+    llm_cosine: float = Field(0.75, ge=-1, le=1)
+    llm_batch: int = Field(8, ge=1, le=50)
+    summaries: bool = True
+    episode_gap_minutes: float = Field(240.0, gt=0)
+    min_episode: int = Field(4, ge=2)
+    max_episode: int = Field(80, ge=2, le=500)
+    profiles: bool = True
+    stale_after_days: float = Field(90.0, ge=0)
+    decay_weight: float = Field(0.2, ge=0, le=1)
+    archive_after_days: float | None = Field(None, gt=0)
+    max_memories: int | None = Field(None, ge=1)
+
+    def settings(self) -> ConsolidationSettings:
+        """As the core's frozen dataclass."""
+        return ConsolidationSettings(**self.model_dump())
+
+
 # mem0 config sections with no memlane counterpart, and what to do instead.
 _MEM0_ONLY = {
     "reranker": (
@@ -203,6 +246,7 @@ class MemoryConfig(_Strict):
     extraction: ExtractionConfig = Field(default_factory=lambda: ExtractionConfig())
     ranking: RankingConfig = Field(default_factory=lambda: RankingConfig())
     passages: PassageConfig = Field(default_factory=lambda: PassageConfig())
+    consolidation: ConsolidationConfig = Field(default_factory=lambda: ConsolidationConfig())
     version: str | None = Field(None, description="accepted for mem0 compatibility; not used")
 
     @classmethod

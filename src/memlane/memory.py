@@ -7,15 +7,13 @@ one pipeline, not two.
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from memlane import reembed as reembedding
-from memlane import transfer
+from memlane._consolidate import AccessLog, ConsolidationMethods
 from memlane._graph_api import (
     GraphMethods,
     edited_mentions,
@@ -26,6 +24,7 @@ from memlane._graph_api import (
 from memlane._indexing import index_texts
 from memlane._search import add_passage, candidates_of, gather_candidates
 from memlane._store_config import build_store
+from memlane._transfer_api import TransferMethods, calibrated
 from memlane.config import MemoryConfig
 from memlane.core.compat import expiry_of_date, one_of, refuse_unknown
 from memlane.core.filters import Node, parse_filter, to_iso
@@ -87,6 +86,13 @@ def _check_flag(value: object, what: str) -> None:
         raise InvalidRequest(f"{what} must be True or False, got {value!r}")
 
 
+def _included(merged: object, archived: object) -> tuple[str, ...]:
+    """The consolidation states a read shows besides active memories."""
+    _check_flag(merged, "include_merged")
+    _check_flag(archived, "include_archived")
+    return (("merged",) if merged else ()) + (("archived",) if archived else ())
+
+
 def _optional_text(value: object, what: str) -> str | None:
     return None if value is None else check_text(value, what)
 
@@ -101,20 +107,7 @@ def _topics(value: object, what: str) -> list[str]:
     return [t.strip() for t in items]
 
 
-def _calibrated(cfg: MemoryConfig, embedder: Embedder) -> RankingParams:
-    """The ranking parameters, with the embedder's cosine scale unless the config sets one.
-
-    Embedders spread cosines differently (all-MiniLM: unrelated texts near 0.1; e5: near 0.75), so
-    an embedder may declare ``cosine_range = (unrelated, same meaning)`` for the dense signal.
-    """
-    params = cfg.ranking.params()
-    scale = getattr(embedder, "cosine_range", None)
-    if scale is None or {"dense_floor", "dense_ceiling"} & cfg.ranking.model_fields_set:
-        return params
-    return dataclasses.replace(params, dense_floor=float(scale[0]), dense_ceiling=float(scale[1]))
-
-
-class Memory(GraphMethods):
+class Memory(GraphMethods, TransferMethods, ConsolidationMethods):
     """A memory store for LLM apps: add, search, get, update, delete, history; and the graph of
     entities and relations its memories name (``entities``, ``relations``, ``neighbours``, ``path``).
 
@@ -160,11 +153,12 @@ class Memory(GraphMethods):
         if store is None:  # the config's store: SQLite, or PostgreSQL (see memlane._store_config)
             store = build_store(cfg.vector_store, path, cfg.database_path())
         self._store: Store = store
-        self._ranking: RankingParams = _calibrated(cfg, self._embedder)
+        self._ranking: RankingParams = calibrated(cfg, self._embedder)
         self._passages = cfg.passages
         self._clock = clock or (lambda: datetime.now(UTC))
         self._llm: LLM | None = llm
         self._usage = UsageMeter()
+        self._access = AccessLog()
         self._opened = False
 
     @classmethod
@@ -213,7 +207,9 @@ class Memory(GraphMethods):
         return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
     def close(self) -> None:
-        """Release the database connection."""
+        """Write pending search statistics and release the database connection."""
+        if self._opened:
+            self._flush_access()
         self._store.close()
         self._opened = False
 
@@ -516,6 +512,8 @@ class Memory(GraphMethods):
         cursor: str | None = None,
         top_k: int | None = None,
         show_expired: bool = False,
+        include_merged: bool = False,
+        include_archived: bool = False,
         **unsupported: Any,
     ) -> SearchResult:
         """Memories of a scope, newest first, optionally filtered on metadata (unexpired only).
@@ -526,6 +524,8 @@ class Memory(GraphMethods):
             cursor: continue after the previous page: pass its ``next_cursor``. Pages stay
                 consistent while others write (memories added meanwhile are newer and not repeated).
             show_expired: include memories whose ``expires_at`` has passed.
+            include_merged, include_archived: include memories consolidation merged into another
+                (they carry ``state: "merged"`` and ``merged_into``) or archived (``state: "archived"``).
         Returns:
             ``{"results": [...]}``, plus ``next_cursor`` when the page is full (there may be more).
         Raises:
@@ -536,9 +536,11 @@ class Memory(GraphMethods):
         chosen = one_of("limit", limit, "top_k", top_k)
         limit = check_limit(100 if chosen is None else chosen)
         _check_flag(show_expired, "show_expired")
+        include = _included(include_merged, include_archived)
         before = decode_cursor(cursor) if cursor is not None else None
         now = None if show_expired else self._now()
-        rows = self._open().list(scope, node, limit=limit, now=now, before=before)
+        extra: dict[str, Any] = {"include": include} if include else {}
+        rows = self._open().list(scope, node, limit=limit, now=now, before=before, **extra)
         result = SearchResult(results=[r.to_item() for r in rows])
         if len(rows) == limit:
             result["next_cursor"] = encode_cursor(rows[-1].created_at, rows[-1].rid)
@@ -548,102 +550,6 @@ class Memory(GraphMethods):
         """Every change to a memory, oldest first (also after it was deleted)."""
         check_text(memory_id, "memory_id")
         return self._open().history(memory_id)
-
-    # -- export and import ----------------------------------------------------------------
-    def export_records(
-        self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """The store (or one scope) as portable records, to write one per line as JSON.
-
-        A header, then every memory row (past versions and expired memories included, with
-        provenance and conversation links), then the history of every memory (deleted ones too).
-        The format is documented in :mod:`memlane.core.portable`. Records stream page by page, and
-        nothing stays locked between pages; reading starts at the first ``next()``.
-
-        Args:
-            user_id, agent_id, run_id: export only this scope (the ids that are set must match,
-                as in ``get_all``); none: the whole store.
-        Returns:
-            An iterator of JSON-able dicts (``memlane.core.portable.encode_line`` makes a line).
-        Raises:
-            InvalidRequest: a scope id is malformed.
-            StoreError: a page could not be read.
-        """
-        scope, _ = resolve_scope(
-            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=None, required=False, operation="export"
-        )
-        return transfer.export_records(self._open, self._embedder, None if scope.is_empty() else scope, self._now())
-
-    def import_records(
-        self,
-        records: Iterable[Mapping[str, Any]],
-        *,
-        on_conflict: str = "error",
-        progress: Callable[[int], None] | None = None,
-    ) -> dict[str, int]:
-        """Load records from ``export_records`` (of any store, any embedder) into this store, as they were.
-
-        Every record is validated first; the texts are then embedded with this Memory's embedder
-        and everything is written in one transaction: all or nothing. Ids, times, metadata, past
-        versions, conversation links, provenance and history (redactions included) are kept.
-
-        Args:
-            records: the records, in export order (``memlane.core.portable.decode_lines`` reads
-                a JSON-lines file); the header is optional.
-            on_conflict: ``"error"`` (default) refuses the whole import when a memory's id is
-                already in this store, or its text duplicates a current memory of its scope;
-                ``"skip"`` leaves such memories (and their history) out.
-            progress: called with the number of memories embedded so far, after each batch.
-        Returns:
-            ``{"imported": memory rows written, "skipped": memories left out, "history": events written}``.
-        Raises:
-            InvalidRequest: a record is malformed ("record N: ..."), or the header's format is not 1.
-            MemoryConflict: a conflict with ``on_conflict="error"``; nothing was written.
-            ProviderError: the embedder failed; nothing was written.
-            StoreError: the write failed; nothing was written.
-        """
-        return transfer.import_records(
-            self._open(), self._embedder, records, on_conflict=on_conflict, progress=progress, now=self._now(),
-            passages=self._passages,
-        )  # fmt: skip
-
-    def reembed(
-        self,
-        embedder: Embedder | Mapping[str, Any],
-        *,
-        batch_size: int = reembedding.BATCH,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> reembedding.ReembedResult:
-        """Re-embed every stored vector with another embedder, then switch the store (and this Memory) to it.
-
-        Resumable: an interrupted run keeps its finished batches and a rerun goes on from there.
-        Until the switch (one transaction) the store keeps working with the old embedder, for
-        every process, and what they add meanwhile is re-embedded too; afterwards processes still
-        using the old embedder get ``EmbedderMismatch``. See ``docs/embedders.md``.
-
-        Args:
-            embedder: an :class:`memlane.protocols.Embedder`, or a config section
-                ``{"provider": name, "config": {...}}`` built through the provider registry.
-            batch_size: texts per embedder call and per transaction.
-            progress: called after each batch with ``(vectors done, vectors in the store)``.
-        Returns:
-            ``{"store", "embedder", "dimension", "previous", "previous_dimension", "switched",
-            "vectors", "embedded", "resumed", "discarded"}``; ``switched`` is False when the store
-            already used this embedder (nothing to do).
-        Raises:
-            ConfigError: an unknown provider or a bad provider config.
-            InvalidRequest: a bad argument, or a store that cannot be re-embedded.
-            ProviderError: the embedder failed (finished batches are kept; rerun to go on).
-            StoreError: the store failed (finished batches are kept).
-        """
-        if isinstance(embedder, Mapping):
-            section = MemoryConfig.from_dict({"embedder": dict(embedder)}).embedder
-            embedder = registry.embedder(section.provider, section.config)
-        self.close()
-        result = reembedding.reembed(self._store, embedder, batch_size=batch_size, progress=progress)
-        self._embedder = embedder
-        self._ranking = _calibrated(self.config, embedder)
-        return result
 
     def _scope_and_filter(
         self,
@@ -682,6 +588,8 @@ class Memory(GraphMethods):
         reference_date: datetime | date | str | float | None = None,
         rerank: bool = False,
         graph: bool = False,
+        include_merged: bool = False,
+        include_archived: bool = False,
         **unsupported: Any,
     ) -> SearchResult:
         """The memories of a scope most relevant to ``query``, best first.
@@ -712,6 +620,8 @@ class Memory(GraphMethods):
                 entities one relation away from them, join the candidates and gain a graph signal
                 (``explain`` says how each was reached under ``graph``). Without an entity of the
                 scope in the query, the ranking is the same as without it.
+            include_merged, include_archived: also search memories consolidation merged into
+                another or archived (see ``consolidate``); they carry ``state``.
         Returns:
             ``{"results": [...]}``; a long memory (one with passages) is one result, ranked on
             its best passage, and carries it as ``passage``: ``{"start", "end", "text"}``, a range
@@ -727,6 +637,7 @@ class Memory(GraphMethods):
         _check_flag(show_expired, "show_expired")
         _check_flag(rerank, "rerank")
         _check_flag(graph, "graph")
+        include = _included(include_merged, include_archived)
         cutoff = check_threshold(threshold)
         if not isinstance(recency_weight, int | float) or not 0 <= recency_weight <= 10:
             raise InvalidRequest("recency_weight must be a number from 0 to 10")
@@ -741,7 +652,7 @@ class Memory(GraphMethods):
         qvec = self._embedder.embed([text], kind="query")[0]
         terms = query_terms(text)
         k = max(self._ranking.candidates, 3 * limit)
-        pool, candidates = gather_candidates(store, scope, node, qvec, terms, k, visible_after, at)
+        pool, candidates = gather_candidates(store, scope, node, qvec, terms, k, visible_after, at, include)
         links = graph_candidates(store, scope, node, text, qvec, terms, pool, visible_after, at) if graph else None
         if links is not None and links.joined:
             candidates = candidates_of(pool, visible_after)
@@ -751,6 +662,8 @@ class Memory(GraphMethods):
             half_life_days=float(half_life_days), now_epoch=now.timestamp(),
         )  # fmt: skip
         ranked, linked = graph_rescore(store, ranked, links, limit)
+        if at is None:  # idle memories sink a little (not in a search of the past)
+            ranked = self._decay(store, ranked, limit)
         if cutoff is not None:
             ranked = [r for r in ranked if r.score >= cutoff]
         ranked = ranked[:limit]
@@ -765,4 +678,5 @@ class Memory(GraphMethods):
                 if int(hit.id) in linked:
                     item["explain"]["graph"] = linked[int(hit.id)]
             results.append(item)
+        self._retrieved([item["id"] for item in results])
         return SearchResult(results=results)

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 if TYPE_CHECKING:
     from memlane.core.candidates import CandidatePool
+    from memlane.core.consolidate import Row
     from memlane.core.filters import Node
     from memlane.core.graph import Entity, EntityMention, Relation, RelationClaim
     from memlane.core.passages import PassageHit
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
         FactOutcome,
         FactPlan,
         ImportOutcome,
+        MergeOutcome,
         NewMemory,
         NewPassage,
         PortableEntity,
@@ -163,6 +165,10 @@ class Store(Protocol):
     memory the best cosine of its own vector and its passages', ``keyword`` matches a memory when
     its own text or a passage matches, and ``best_passages`` says which passage answers a query.
 
+    Search reads (``dense``, ``keyword``, ``followers``, ``list``) see active memories; ``include``
+    adds those consolidation merged or archived (``"merged"``, ``"archived"``), which otherwise
+    leave search like past versions while ``get`` still finds them.
+
     A memory's ``entities`` and ``relations`` (:mod:`memlane.core.graph`) are resolved against its
     exact scope inside the transaction that writes it (``insert``, ``apply_facts``), under the
     scope's write lock: racing adds that name one entity end with one. Deleting a memory deletes
@@ -220,6 +226,7 @@ class Store(Protocol):
         k: int,
         now: datetime,
         as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[int]: ...
     def dense(
         self,
@@ -229,6 +236,7 @@ class Store(Protocol):
         k: int,
         now: datetime,
         as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[tuple[int, float]]: ...
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]: ...
     def best_passages(self, query: Vector, terms: Sequence[str], rids: Iterable[int]) -> dict[int, PassageHit]:
@@ -239,7 +247,13 @@ class Store(Protocol):
 
     def search_rows(self, rids: Iterable[int]) -> dict[int, SearchRow]: ...
     def followers(
-        self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime, as_of: datetime | None = None
+        self,
+        rids: Iterable[int],
+        scope: Scope,
+        node: Node | None,
+        now: datetime,
+        as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[int]: ...
     def list(
         self,
@@ -249,7 +263,76 @@ class Store(Protocol):
         limit: int,
         now: datetime | None,
         before: tuple[str, int] | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[StoredMemory]: ...
+
+    # -- consolidation (memlane._consolidate; memlane.stores.sql_consolidate) -----------------------
+    def scopes(self, scope: Scope | None) -> builtins.list[Scope]:
+        """The exact scopes holding active memories within ``scope`` (all when None), sorted."""
+        ...
+
+    def consolidation_rows(self, scope: Scope, now: datetime) -> builtins.list[Row]:
+        """The active, unexpired memories of one exact scope with their vectors, use and summary links."""
+        ...
+
+    def access(self, memory_ids: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """Each given memory's ``(retrievals, last retrieved)``, for those ever retrieved."""
+        ...
+
+    def activity(self, rids: Iterable[int]) -> dict[int, str]:
+        """Each given row's last activity: the later of its last change and last retrieval."""
+        ...
+
+    def record_access(self, hits: Mapping[str, tuple[int, str]]) -> None:
+        """Add retrievals (memory id -> times, last time) in one transaction; unknown ids skipped."""
+        ...
+
+    def merge(
+        self,
+        scope: Scope,
+        keep: tuple[str, str],
+        others: Sequence[tuple[str, str]],
+        now: datetime,
+        rewrite: NewMemory | None = None,
+    ) -> MergeOutcome | None:
+        """Merge ``others`` into ``keep`` (each ``(id, hash)`` as planned) in one transaction."""
+        ...
+
+    def supersede(self, scope: Scope, old: tuple[str, str], new: tuple[str, str], now: datetime) -> bool:
+        """End ``old`` (a past version from then on) because ``new`` contradicts it; one transaction."""
+        ...
+
+    def add_summary(self, row: NewMemory, linked: Sequence[str], now: datetime) -> builtins.list[str] | None:
+        """Write an episodic memory linked to the active memories it summarises; the ids linked."""
+        ...
+
+    def archive(self, scope: Scope, items: Sequence[tuple[str, str]], now: datetime) -> builtins.list[str]:
+        """Archive memories (``(id, hash)`` as planned) of one exact scope; the ids archived."""
+        ...
+
+    def restore(self, memory_id: str, now: datetime) -> StoredMemory:
+        """Make an archived or merged memory active again."""
+        ...
+
+    def linked(self, memory_id: str) -> builtins.list[StoredMemory]:
+        """The memories an episodic memory summarises, oldest first."""
+        ...
+
+    def profile(self, scope: Scope) -> tuple[dict[str, Any], str, str] | None:
+        """One exact scope's stored profile: ``(profile, input fingerprint, updated_at)``."""
+        ...
+
+    def put_profile(self, scope: Scope, profile: Mapping[str, Any], fingerprint: str, now: datetime) -> None:
+        """Store one exact scope's profile."""
+        ...
+
+    def lease(self, name: str, holder: str, seconds: float, now: float) -> bool:
+        """Take or renew a named lease until ``now + seconds``; False while another holder's runs."""
+        ...
+
+    def release(self, name: str, holder: str) -> None:
+        """Give a lease up."""
+        ...
 
     # -- graph reads (memlane.core.graph) --------------------------------------------------------
     def entities(self, scope: Scope) -> builtins.list[Entity]:
@@ -347,6 +430,7 @@ class CandidateStore(Protocol):
         k: int,
         now: datetime,
         as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> CandidatePool:
         """The pool ``memlane._search.compose_pool`` would build from the single-purpose calls,
         ranking alike: the BM25 statistics of ``terms``; the ``k`` nearest memories (``dense``)

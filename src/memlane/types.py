@@ -16,6 +16,8 @@ __all__ = [
     "AddEvent",
     "AddResult",
     "AddResultItem",
+    "ArchiveItem",
+    "ConsolidationReport",
     "EntityItem",
     "EntityList",
     "EntityRef",
@@ -23,16 +25,21 @@ __all__ = [
     "GraphExplain",
     "HistoryEvent",
     "MemoryItem",
+    "MergeItem",
     "Message",
     "NeighbourItem",
     "NeighbourList",
     "Passage",
     "PathResult",
+    "Profile",
+    "ProfileEntry",
     "RelationItem",
     "RelationList",
     "Scope",
     "SearchResult",
     "Source",
+    "SummaryItem",
+    "SupersedeItem",
     "Usage",
 ]
 
@@ -128,6 +135,8 @@ class MemoryItem(TypedDict):
     score: NotRequired[float]
     explain: NotRequired[Explain]
     valid_until: NotRequired[str]
+    state: NotRequired[Literal["merged", "archived"]]
+    merged_into: NotRequired[str]
     sources: NotRequired[list[Source]]
     passage: NotRequired[Passage]
 
@@ -165,7 +174,7 @@ class HistoryEvent(TypedDict):
 
     id: int
     memory_id: str
-    event: Literal["ADD", "UPDATE", "DELETE"]
+    event: Literal["ADD", "UPDATE", "DELETE", "MERGE", "ARCHIVE"]
     old_memory: str | None
     new_memory: str | None
     created_at: str
@@ -241,6 +250,83 @@ class PathResult(TypedDict):
 
     found: bool
     results: list[RelationItem]
+
+
+class MergeItem(TypedDict):
+    """Near-duplicates ``ids`` merged into the memory ``into``, whose text is now ``memory``."""
+
+    into: str
+    ids: list[str]
+    memory: str
+
+
+class SupersedeItem(TypedDict):
+    """The memory ``id`` (text ``memory``) ended because the newer memory ``by`` contradicts it."""
+
+    id: str
+    by: str
+    memory: str
+
+
+class SummaryItem(TypedDict):
+    """An episodic memory (``id``; None in a dry run) summarising ``sources``, of ``episode``."""
+
+    id: str | None
+    episode: str
+    sources: list[str]
+    memory: str
+
+
+class ArchiveItem(TypedDict):
+    """The memory ``id`` archived: ``reason`` "idle" (unused past ``archive_after_days``) or "cap"."""
+
+    id: str
+    reason: Literal["idle", "cap"]
+    memory: str
+
+
+class ConsolidationReport(TypedDict):
+    """What ``consolidate`` did (or, with ``dry_run``, would do), scope by scope.
+
+    ``scopes`` and ``examined`` count the exact scopes and active memories looked at; ``skipped``
+    says which steps did not run and why (e.g. summaries without an LLM); ``usage`` counts the
+    pass's LLM calls; ``seconds`` its wall time.
+    """
+
+    dry_run: bool
+    scopes: int
+    examined: int
+    merged: list[MergeItem]
+    superseded: list[SupersedeItem]
+    summaries: list[SummaryItem]
+    archived: list[ArchiveItem]
+    profiles: list[str]
+    skipped: list[str]
+    usage: Usage
+    seconds: float
+
+
+class ProfileEntry(TypedDict):
+    """One line of a profile and the ids of the memories it rests on."""
+
+    text: str
+    sources: list[str]
+
+
+class Profile(TypedDict):
+    """A user's stable facts in five sections (``preferences``, ``people``, ``places``, ``work``,
+    ``other``), each entry with its sources, and ``text``: the same as a few lines for a prompt.
+
+    ``mode`` says who wrote it: "llm", "graph" (without an LLM: entities and stated preferences)
+    or "empty" (nothing known yet). ``updated_at`` is when it was built.
+    """
+
+    user_id: str
+    sections: dict[str, list[ProfileEntry]]
+    text: str
+    mode: Literal["llm", "graph", "empty"]
+    updated_at: str | None
+    memories: int
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ __all__ = [
     "FactPlan",
     "FactWrite",
     "ImportOutcome",
+    "MergeOutcome",
     "NewMemory",
     "NewPassage",
     "PortableEntity",
@@ -138,6 +139,9 @@ class StoredMemory:
     # Set on a past version (reachable only through search(as_of=...)): when it stopped being true.
     valid_until: str | None = None
     embedding: Vector = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    # Consolidation: "merged" (into ``merged_into``) or "archived"; None for an active memory.
+    state: str | None = None
+    merged_into: str | None = None
 
     def to_item(self) -> MemoryItem:
         """The public dict shape (no search internals)."""
@@ -158,6 +162,12 @@ class StoredMemory:
         )
         if self.valid_until is not None:
             item["valid_until"] = self.valid_until
+        if self.state == "merged":
+            item["state"] = "merged"
+        elif self.state == "archived":
+            item["state"] = "archived"
+        if self.merged_into is not None:
+            item["merged_into"] = self.merged_into
         return item
 
 
@@ -258,6 +268,15 @@ class PortableRelation:
 
     relation: Relation
     record: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What a consolidation merge did: the memory kept, the ids merged into it, its text after."""
+
+    into: str
+    merged: tuple[str, ...]
+    memory: str
 
 
 class ImportOutcome(NamedTuple):

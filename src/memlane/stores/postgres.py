@@ -308,6 +308,7 @@ class PostgresStore(SQLStore, Reembedding):
                 "relations, entity_mentions, entity_keys, entities"
             )
             tx.execute("TRUNCATE reembed_vectors")
+            tx.execute("TRUNCATE memory_links, memory_access, profiles, leases")
             tx.execute("DELETE FROM meta WHERE key IN ('embedder_id', 'embedder_dimension', 'embedder_next')")
 
         self._write(run)
@@ -342,10 +343,11 @@ class PostgresStore(SQLStore, Reembedding):
     # -- search (memlane.stores.postgres_search) ---------------------------------------------
     def _query(
         self, scope: Scope, node: Node | None, now: datetime, as_of: datetime | None, vector: Vector | None,
-        terms: Sequence[str], k: int,
+        terms: Sequence[str], k: int, include: Sequence[str] = (),
     ) -> SearchQuery:  # fmt: skip
-        where, params = self._where(scope, node, now, as_of)
-        large = node is None and as_of is None and self._large.get(_scope_key(scope), 0.0) > time.monotonic()
+        where, params = self._where(scope, node, now, as_of, include)
+        plain = node is None and as_of is None and not include
+        large = plain and self._large.get(_scope_key(scope), 0.0) > time.monotonic()
         return SearchQuery(where, params, vector, builtins.list(terms), k, EXACT_SEARCH_ROWS, large)
 
     def _search(self, statement: tuple[str, builtins.list[Any]], k: int) -> builtins.list[Any]:
@@ -380,15 +382,16 @@ class PostgresStore(SQLStore, Reembedding):
         k: int,
         now: datetime,
         as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> CandidatePool:
         """A search's whole candidate pool in one statement (see ``CandidateStore.candidates``).
 
         Raises:
             EmbedderMismatch: the store was re-embedded since it was opened.
         """
-        q = self._query(scope, node, now, as_of, query, terms, k)
+        q = self._query(scope, node, now, as_of, query, terms, k, include)
         pool, counted = read_pool(self._search(candidates_sql(q, to_iso(now)), k), terms)
-        if not q.large and node is None and as_of is None and counted >= q.exact_rows:
+        if not q.large and node is None and as_of is None and not include and counted >= q.exact_rows:
             # Counting a large scope's first rows costs ~1 ms a search: trust the count a while.
             # A scope that shrinks meanwhile is still searched completely (iterative scans).
             self._large[_scope_key(scope)] = time.monotonic() + LARGE_SCOPE_SECONDS
@@ -413,6 +416,7 @@ class PostgresStore(SQLStore, Reembedding):
         k: int,
         now: datetime,
         as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[int]:
         """Row ids of the best ``k`` BM25 matches (any query term) in scope (true at ``as_of`` if given).
 
@@ -425,7 +429,7 @@ class PostgresStore(SQLStore, Reembedding):
         """
         if not terms:
             return []
-        q = self._query(scope, node, now, as_of, None, terms, k)
+        q = self._query(scope, node, now, as_of, None, terms, k, include)
         return [int(r[0]) for r in self._search(keyword_sql(q), k)]
 
     def dense(
@@ -436,12 +440,13 @@ class PostgresStore(SQLStore, Reembedding):
         k: int,
         now: datetime,
         as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[tuple[int, float]]:
         """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter (true at ``as_of``).
 
         A memory's cosine is the best of its own vector's and its passages'.
         """
-        q = self._query(scope, node, now, as_of, query, (), k)
+        q = self._query(scope, node, now, as_of, query, (), k, include)
         return [(int(r[0]), float(r[1])) for r in self._search(dense_sql(q), k)]
 
     def cosines(self, query: Vector, rids: Iterable[int]) -> dict[int, float]:

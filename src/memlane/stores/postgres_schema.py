@@ -329,6 +329,40 @@ CREATE INDEX relations_object ON relations (object_id);
 CREATE INDEX relations_memory ON relations (memory_id) WHERE memory_id IS NOT NULL;
 """
 
+_CONSOLIDATION = r"""
+-- Consolidation (memlane._consolidate): see the SQLite schema for what each part is for.
+ALTER TABLE memories ADD COLUMN state TEXT COLLATE "C" CHECK (state IN ('merged', 'archived'));
+ALTER TABLE memories ADD COLUMN merged_into TEXT COLLATE "C";
+DROP INDEX memories_dedupe;
+CREATE UNIQUE INDEX memories_dedupe ON memories (user_id, agent_id, run_id, actor_id, hash)
+    WHERE version_of IS NULL AND state IS NULL;
+CREATE INDEX memories_merged ON memories (merged_into) WHERE merged_into IS NOT NULL;
+CREATE TABLE memory_links (
+    memory_id TEXT COLLATE "C" NOT NULL,
+    linked_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (memory_id, linked_id)
+);
+CREATE INDEX memory_links_linked ON memory_links (linked_id);
+CREATE TABLE memory_access (
+    memory_id      TEXT COLLATE "C" PRIMARY KEY,
+    retrievals     BIGINT NOT NULL,
+    last_retrieved TEXT COLLATE "C" NOT NULL
+);
+CREATE TABLE profiles (
+    user_id    TEXT COLLATE "C" NOT NULL DEFAULT '',
+    agent_id   TEXT COLLATE "C" NOT NULL DEFAULT '',
+    run_id     TEXT COLLATE "C" NOT NULL DEFAULT '',
+    profile    TEXT NOT NULL,
+    input      TEXT NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (user_id, agent_id, run_id)
+);
+CREATE TABLE leases (name TEXT COLLATE "C" PRIMARY KEY, holder TEXT NOT NULL, expires DOUBLE PRECISION NOT NULL);
+ALTER TABLE history DROP CONSTRAINT history_event_check;
+ALTER TABLE history ADD CONSTRAINT history_event_check
+    CHECK (event IN ('ADD', 'UPDATE', 'DELETE', 'MERGE', 'ARCHIVE'));
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "memories, history, provenance, keyword index and statistics", _INITIAL),
     (2, "passages of long memories", _PASSAGES),
@@ -336,6 +370,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (4, "re-embedding covers passages", _REEMBED_PASSAGES),
     (5, "vectors stay in their rows (toast_tuple_target)", _INLINE_VECTORS),
     (6, "graph memory: entities, their mentions, relations", _GRAPH),
+    (7, "consolidation: merged and archived memories, summaries, access, profiles, leases", _CONSOLIDATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -85,7 +85,7 @@ class GraphReads(ABC):
         out: dict[str, list[str]] = {eid: [] for eid in wanted}
         sql = (
             "SELECT em.entity_id, em.memory_id FROM entity_mentions em JOIN memories m ON m.id = em.memory_id "
-            "WHERE em.entity_id IN ({marks}) AND m.version_of IS NULL ORDER BY em.entity_id, m.rid"
+            "WHERE em.entity_id IN ({marks}) AND m.version_of IS NULL AND m.state IS NULL ORDER BY em.entity_id, m.rid"
         )
         for eid, mid in _in_chunks(self._read, sql, wanted):
             out[eid].append(mid)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from memlane.core.records import FactOutcome, FactPlan, FactWrite, NewMemory, NewPassage, StoredMemory
@@ -22,21 +22,43 @@ __all__ = [
     "LIVE",
     "FactWriter",
     "delete_rows",
+    "forget_consolidation",
     "insert_passages",
     "insert_row",
+    "keep_version",
     "live_duplicate",
     "none",
     "record",
     "row_to_memory",
     "scope_sql",
+    "states_sql",
+    "visible_sql",
 ]
 
 COLUMNS = (
     "m.rid, m.id, m.user_id, m.agent_id, m.run_id, m.actor_id, m.role, m.memory, m.hash, m.metadata, "
-    "m.created_at, m.updated_at, m.timestamp, m.expires_at, m.search_text, m.prev_rid, m.valid_until, m.version_of"
+    "m.created_at, m.updated_at, m.timestamp, m.expires_at, m.search_text, m.prev_rid, m.valid_until, m.version_of, "
+    "m.state, m.merged_into"
 )
 # Current memories only: past versions (kept for search(as_of=...)) carry version_of.
 LIVE = "m.version_of IS NULL"
+STATES = ("merged", "archived")
+
+
+def states_sql(include: Sequence[str]) -> str:
+    """``'merged', 'archived'``: the consolidation states named (unknown names are refused)."""
+    bad = [s for s in include if s not in STATES]
+    if bad:
+        raise ValueError(f"unknown memory states {bad}")
+    return ", ".join(f"'{s}'" for s in sorted(set(include)))
+
+
+def visible_sql(include: Sequence[str] = ()) -> str:
+    """Current memories search and get_all show: active ones (neither merged nor archived), and
+    those in the states ``include`` names."""
+    if not include:
+        return "m.version_of IS NULL AND m.state IS NULL"
+    return f"m.version_of IS NULL AND (m.state IS NULL OR m.state IN ({states_sql(include)}))"
 
 
 def none(value: str) -> str | None:
@@ -66,6 +88,8 @@ def row_to_memory(row: Sequence[Any]) -> StoredMemory:
         rid=row[0],
         prev_rid=row[15],
         valid_until=row[16],
+        state=row[18],
+        merged_into=row[19],
     )
 
 
@@ -80,10 +104,11 @@ def scope_sql(scope: Scope, alias: str = "m") -> tuple[str, list[Any]]:
 
 
 def live_duplicate(tx: Tx, key: Sequence[str]) -> tuple[str, str | None, int] | None:
-    """(id, expires_at, rid) of the current memory with this (user, agent, run, actor, hash), if any."""
+    """(id, expires_at, rid) of the active memory with this (user, agent, run, actor, hash), if any
+    (a merged or archived memory no longer holds its text: adding it again makes a new memory)."""
     row = tx.execute(
         "SELECT id, expires_at, rid FROM memories WHERE user_id = ? AND agent_id = ? AND run_id = ? "
-        "AND actor_id = ? AND hash = ? AND version_of IS NULL",
+        "AND actor_id = ? AND hash = ? AND version_of IS NULL AND state IS NULL",
         tuple(key),
     ).fetchone()
     return (row[0], row[1], row[2]) if row else None
@@ -163,10 +188,52 @@ def delete_rows(tx: Tx, where: str, params: list[Any], now_iso: str) -> int:
         for r in tx.execute(f"SELECT COALESCE(m.version_of, m.id) FROM memories m WHERE {where}", params).fetchall()
     ]
     count = tx.execute(f"SELECT count(*) FROM memories m WHERE ({where}) AND {LIVE}", params).fetchone()[0]
+    scopes = tx.execute(
+        f"SELECT DISTINCT m.user_id, m.agent_id, m.run_id FROM memories m WHERE {where}", params
+    ).fetchall()
     tx.execute(f"DELETE FROM memories AS m WHERE {where}", params)
     _unlink(tx, set(ids))
     forget_memories(tx, ids)
+    forget_consolidation(tx, ids, scopes)
     return int(count)
+
+
+def keep_version(tx: Tx, target: StoredMemory, until: str, now: str) -> None:
+    """Keep ``target``'s current text as a past version true until ``until``; the passages of
+    that text move to the past version (reconciliation and consolidation both archive this way)."""
+    version = tx.insert(
+        "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, "
+        "hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding, version_of, "
+        "valid_until) SELECT ?, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, hash, "
+        "metadata, created_at, ?, timestamp, expires_at, NULL, embedding, id, ? FROM memories WHERE id = ?",
+        (str(uuid.uuid4()), now, max(until, target.timestamp), target.id),
+        "rid",
+    )
+    tx.execute("UPDATE passages SET rid = ? WHERE rid = ?", (version, target.rid))
+
+
+def forget_consolidation(tx: Tx, memory_ids: Sequence[str], scopes: Iterable[Sequence[str]]) -> None:
+    """Inside a delete: drop the deleted memories' access counts and summary links, and every
+    profile over their ``scopes`` (exact ``(user, agent, run)``) that cites one of them: a
+    profile never keeps what was deleted."""
+    ids = list(dict.fromkeys(memory_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        tx.execute(f"DELETE FROM memory_access WHERE memory_id IN ({marks})", chunk)
+        tx.execute(f"DELETE FROM memory_links WHERE memory_id IN ({marks}) OR linked_id IN ({marks})", chunk + chunk)
+    if not ids:
+        return
+    cited = {f'"{i}"' for i in ids}  # a profile's JSON cites its sources as quoted ids
+    for user, agent, run in set(map(tuple, scopes)):
+        profiles = tx.execute(
+            "SELECT user_id, agent_id, run_id, profile FROM profiles WHERE (user_id = ? OR user_id = '') "
+            "AND (agent_id = ? OR agent_id = '') AND (run_id = ? OR run_id = '')",
+            (user, agent, run),
+        ).fetchall()
+        for p in profiles:
+            if any(c in p[3] for c in cited):
+                tx.execute("DELETE FROM profiles WHERE user_id = ? AND agent_id = ? AND run_id = ?", (p[0], p[1], p[2]))
 
 
 def _unlink(tx: Tx, memory_ids: set[str]) -> None:
@@ -281,17 +348,7 @@ class FactWriter:
         return FactOutcome(target.id, "UPDATE", r.memory, target.memory)
 
     def _archive(self, target: StoredMemory, until: str) -> None:
-        """Keep the target's current text as a past version, true until ``until``; the passages of
-        that text move to the past version."""
-        version = self.tx.insert(
-            "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, "
-            "hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding, version_of, "
-            "valid_until) SELECT ?, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, hash, "
-            "metadata, created_at, ?, timestamp, expires_at, NULL, embedding, id, ? FROM memories WHERE id = ?",
-            (str(uuid.uuid4()), self.now, max(until, target.timestamp), target.id),
-            "rid",
-        )
-        self.tx.execute("UPDATE passages SET rid = ? WHERE rid = ?", (version, target.rid))
+        keep_version(self.tx, target, until, self.now)
 
     def _link(self, memory_id: str, sources: tuple[int, ...]) -> None:
         for index in sources:

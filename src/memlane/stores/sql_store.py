@@ -39,6 +39,7 @@ from memlane.core.records import (
 from memlane.errors import MemoryConflict, MemoryNotFound
 from memlane.protocols import Vector
 from memlane.stores import sql_export
+from memlane.stores.sql_consolidate import ConsolidationOps, forget_scope_profiles
 from memlane.stores.sql_graph import GraphEdit, delete_scope_graph, replace_graph, write_graph
 from memlane.stores.sql_graph_io import GraphReads
 from memlane.stores.sql_rows import (
@@ -53,6 +54,8 @@ from memlane.stores.sql_rows import (
     record,
     row_to_memory,
     scope_sql,
+    states_sql,
+    visible_sql,
 )
 from memlane.stores.sql_tx import Tx
 from memlane.types import AddEvent, HistoryEvent, Scope, Source
@@ -75,7 +78,7 @@ FILTER_COLUMNS = {
 CONVERSATION_GAP = 600
 
 
-class SQLStore(GraphReads, ABC):
+class SQLStore(GraphReads, ConsolidationOps, ABC):
     """The row-level half of a SQL store (see the module docstring); the graph reads come from
     :class:`memlane.stores.sql_graph_io.GraphReads`."""
 
@@ -255,7 +258,12 @@ class SQLStore(GraphReads, ABC):
                 row = tx.execute(select, (memory_id, memory_id)).fetchone()
             if row is None:
                 raise MemoryNotFound(f"no memory with id {memory_id!r}")
-            delete_rows(tx, "(m.id = ? OR m.version_of = ?)", [memory_id, memory_id], to_iso(now))
+            # Memories merged into it go with it (they say the same), with their past versions.
+            where = (
+                "(m.id = ? OR m.version_of = ? OR m.merged_into = ? "
+                "OR m.version_of IN (SELECT x.id FROM memories x WHERE x.merged_into = ?))"
+            )
+            delete_rows(tx, where, [memory_id] * 4, to_iso(now))
             if purge:
                 self._redact(tx, "memory_id = ?", [memory_id])
                 self._purged(tx)
@@ -278,6 +286,7 @@ class SQLStore(GraphReads, ABC):
             swhere, sparams = scope_sql(scope, alias="sources")
             tx.execute(f"DELETE FROM sources WHERE {swhere}", sparams)
             delete_scope_graph(tx, scope)
+            forget_scope_profiles(tx, scope)
             if purge:
                 hwhere, hparams = scope_sql(scope, alias="history")
                 self._redact(tx, hwhere, hparams)
@@ -353,19 +362,27 @@ class SQLStore(GraphReads, ABC):
         return self._write(run)
 
     def _where(
-        self, scope: Scope, node: Node | None, now: datetime | None, as_of: datetime | None = None
+        self,
+        scope: Scope,
+        node: Node | None,
+        now: datetime | None,
+        as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> tuple[str, list[Any]]:
+        """The scope, validity, expiry and filter condition over ``memories m``; ``include``
+        names the states (``merged``, ``archived``) shown besides active memories."""
         where, params = scope_sql(scope)
         if as_of is not None:
             # What was true at as_of: current memories and past versions alike, by validity.
             at = to_iso(as_of)
+            shown = f" OR m.state IN ({states_sql(include)})" if include else ""
             where += (
-                " AND m.timestamp <= ? AND (m.valid_until IS NULL OR m.valid_until > ?)"
+                f" AND m.timestamp <= ? AND (m.valid_until IS NULL OR m.valid_until > ?{shown})"
                 " AND (m.expires_at IS NULL OR m.expires_at > ?)"
             )
             params += [at, at, at]
         else:
-            where += f" AND {LIVE}"
+            where += f" AND {visible_sql(include)}"
             if now is not None:
                 where += " AND (m.expires_at IS NULL OR m.expires_at > ?)"
                 params.append(to_iso(now))
@@ -383,13 +400,14 @@ class SQLStore(GraphReads, ABC):
         limit: int,
         now: datetime | None,
         before: tuple[str, int] | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[StoredMemory]:
         """Memories in scope matching the filter, newest first; ``now=None`` includes expired ones.
 
         ``before`` = ``(created_at, rid)`` of the last row of the previous page: keyset pagination,
-        stable while other writers add and delete.
+        stable while other writers add and delete. ``include``: merged / archived ones too.
         """
-        where, params = self._where(scope, node, now)
+        where, params = self._where(scope, node, now, include=include)
         if before is not None:
             where += " AND (m.created_at < ? OR (m.created_at = ? AND m.rid < ?))"
             params += [before[0], before[0], before[1]]
@@ -445,9 +463,15 @@ class SQLStore(GraphReads, ABC):
         return {r[0]: SearchRow(r[0], r[1], r[2], r[3], r[4], int(r[5]), int(r[6])) for r in self._read_in(sql, rids)}
 
     def followers(
-        self, rids: Iterable[int], scope: Scope, node: Node | None, now: datetime, as_of: datetime | None = None
+        self,
+        rids: Iterable[int],
+        scope: Scope,
+        node: Node | None,
+        now: datetime,
+        as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[int]:
         """Row ids of the messages that directly follow ``rids`` and pass scope, filter and expiry."""
-        where, params = self._where(scope, node, now, as_of)
+        where, params = self._where(scope, node, now, as_of, include)
         sql = f"SELECT m.rid FROM memories m{self._followers_hint} WHERE m.prev_rid IN ({{marks}}) AND {where}"
         return [r[0] for r in self._read_in(sql, rids, params)]

@@ -33,7 +33,7 @@ from memlane.stores.sql_reembed import Reembedding, VectorTable
 from memlane.stores.sql_store import FILTER_COLUMNS, SQLStore
 from memlane.stores.sql_tx import Recorded, SQLiteTx, Tx
 from memlane.stores.sqlite_schema import connect, migrate
-from memlane.stores.vector_cache import CachedRow, VectorCache
+from memlane.stores.vector_cache import ANY_VALIDITY, CachedRow, VectorCache
 from memlane.types import Scope
 
 __all__ = ["SQLiteStore"]
@@ -300,6 +300,8 @@ class SQLiteStore(SQLStore, Reembedding):
             tx.execute("DELETE FROM history")
             tx.execute("DELETE FROM memory_sources")
             tx.execute("DELETE FROM sources")
+            for table in ("memory_links", "memory_access", "profiles", "leases"):
+                tx.execute(f"DELETE FROM {table}")
             tx.execute("DELETE FROM meta WHERE key LIKE 'embedder_%'")
             self._purged(tx)
 
@@ -336,6 +338,7 @@ class SQLiteStore(SQLStore, Reembedding):
         k: int,
         now: datetime,
         as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[int]:
         """Row ids of the best ``k`` BM25 matches (any query term) in scope (true at ``as_of`` if given).
 
@@ -344,7 +347,7 @@ class SQLiteStore(SQLStore, Reembedding):
         if not terms:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        where, params = self._where(scope, node, now, as_of)
+        where, params = self._where(scope, node, now, as_of, include)
         best: dict[int, float] = dict(self._keyword_own(scope, node, match, where, params, k))
         # MATERIALIZED: bm25() only runs in the full-text query itself, not in a flattened GROUP BY.
         by_passage = (
@@ -392,15 +395,17 @@ class SQLiteStore(SQLStore, Reembedding):
         k: int,
         now: datetime,
         as_of: datetime | None = None,
+        include: Sequence[str] = (),
     ) -> builtins.list[tuple[int, float]]:
-        """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter (true at ``as_of``)."""
+        """(row id, cosine) of the ``k`` nearest memories in scope that pass the filter (true at
+        ``as_of``); ``include``: also merged / archived memories."""
         cache = self._sync()
         allowed: set[int] | None = None
-        if node is not None:
+        if node is not None or include:
             # Filters run in SQL first, so the top-k is taken among matching rows only.
-            where, params = self._where(scope, node, now, as_of)
+            where, params = self._where(scope, node, now, as_of, include)
             allowed = {r[0] for r in self._read(f"SELECT m.rid FROM memories m WHERE {where}", params)}
-        at = as_of.timestamp() if as_of is not None else None
+        at = as_of.timestamp() if as_of is not None else (ANY_VALIDITY if include else None)
         return cache.search(query, scope, k, now.timestamp(), allowed, as_of=at)
 
     def index_stats(self) -> dict[str, Any]:

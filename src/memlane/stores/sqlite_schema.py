@@ -270,6 +270,73 @@ CREATE INDEX relations_object ON relations (object_id);
 CREATE INDEX relations_memory ON relations (memory_id) WHERE memory_id IS NOT NULL;
 """
 
+_CONSOLIDATION = """
+-- Consolidation (memlane._consolidate). A memory merged into another, or archived, keeps its row
+-- (get() finds it, history keeps it) but leaves search like a past version: `state` says why,
+-- `valid_until` since when (search(as_of=...) before then still sees it), `merged_into` which
+-- memory absorbed it. Only active memories (state NULL) are unique per text.
+ALTER TABLE memories ADD COLUMN state TEXT CHECK (state IN ('merged', 'archived'));
+ALTER TABLE memories ADD COLUMN merged_into TEXT;
+DROP INDEX memories_dedupe;
+CREATE UNIQUE INDEX memories_dedupe ON memories (user_id, agent_id, run_id, actor_id, hash)
+    WHERE version_of IS NULL AND state IS NULL;
+CREATE INDEX memories_merged ON memories (merged_into) WHERE merged_into IS NOT NULL;
+
+-- An episodic memory (a summary) -> the memories it summarises.
+CREATE TABLE memory_links (
+    memory_id TEXT NOT NULL,
+    linked_id TEXT NOT NULL,
+    PRIMARY KEY (memory_id, linked_id)
+) WITHOUT ROWID;
+CREATE INDEX memory_links_linked ON memory_links (linked_id);
+
+-- How often search returned a memory, and when last (flushed in batches, see Memory.search).
+CREATE TABLE memory_access (
+    memory_id      TEXT PRIMARY KEY,
+    retrievals     INTEGER NOT NULL,
+    last_retrieved TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One profile per exact scope (memlane._consolidate.profile), with the input it was built from.
+CREATE TABLE profiles (
+    user_id    TEXT NOT NULL DEFAULT '',
+    agent_id   TEXT NOT NULL DEFAULT '',
+    run_id     TEXT NOT NULL DEFAULT '',
+    profile    TEXT NOT NULL CHECK (json_valid(profile)),
+    input      TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, agent_id, run_id)
+) WITHOUT ROWID;
+
+-- Named leases (one scheduled consolidation runner across processes and servers).
+CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires REAL NOT NULL) WITHOUT ROWID;
+
+-- History learns MERGE and ARCHIVE (SQLite cannot alter a CHECK: the table is rebuilt).
+CREATE TABLE history_v7 (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    memory_id    TEXT NOT NULL,
+    event        TEXT NOT NULL CHECK (event IN ('ADD', 'UPDATE', 'DELETE', 'MERGE', 'ARCHIVE')),
+    old_memory   TEXT,
+    new_memory   TEXT,
+    created_at   TEXT NOT NULL,
+    user_id      TEXT NOT NULL DEFAULT '',
+    agent_id     TEXT NOT NULL DEFAULT '',
+    run_id       TEXT NOT NULL DEFAULT '',
+    redacted     INTEGER NOT NULL DEFAULT 0,
+    effective_at TEXT
+);
+INSERT INTO history_v7 (id, memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, run_id,
+    redacted, effective_at)
+    SELECT id, memory_id, event, old_memory, new_memory, created_at, user_id, agent_id, run_id, redacted,
+    effective_at FROM history;
+DROP TABLE history;
+ALTER TABLE history_v7 RENAME TO history;
+CREATE INDEX history_memory ON history (memory_id, id);
+CREATE INDEX history_user ON history (user_id);
+CREATE INDEX history_agent ON history (agent_id);
+CREATE INDEX history_run ON history (run_id);
+"""
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", _INITIAL),
     (2, "fact versions, effective times, provenance", _FACTS),
@@ -277,6 +344,7 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (4, "re-embedding: staged vectors; keyword index follows the text only", _REEMBED),
     (5, "re-embedding covers passages", _REEMBED_PASSAGES),
     (6, "graph memory: entities, their mentions, relations", _GRAPH),
+    (7, "consolidation: merged and archived memories, summaries, access, profiles, leases", _CONSOLIDATION),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 MMAP_BYTES = 1 << 30

@@ -29,7 +29,11 @@ from memlane.protocols import Vector, Vectors
 from memlane.stores.ann_index import AnnIndexes, AnnSettings, ScopeCodes, scope_mask
 from memlane.types import Scope
 
-__all__ = ["CachedRow", "VectorCache"]
+__all__ = ["ANY_VALIDITY", "CachedRow", "VectorCache"]
+
+# ``as_of=ANY_VALIDITY``: unexpired rows whatever their validity; the caller's ``allowed`` set
+# (computed in SQL) decides which rows count, e.g. merged or archived memories a search includes.
+ANY_VALIDITY = math.nan
 
 
 @dataclass
@@ -122,6 +126,8 @@ class _Block:
         n = self.size
         if as_of is None:
             mask = self.alive[:n] & (self.expires[:n] > now) & np.isinf(self.until[:n])
+        elif math.isnan(as_of):  # ANY_VALIDITY
+            mask = self.alive[:n] & (self.expires[:n] > now)
         else:  # whatever was true at as_of, past versions included
             at = as_of
             mask = self.alive[:n] & (self.expires[:n] > at) & (self.until[:n] > at) & (self.start[:n] <= at)

@@ -9,8 +9,8 @@ by ``make test``). Nothing here is imported by ``import memlane``.
 
 from __future__ import annotations
 
-import importlib.util
 import fcntl
+import importlib.util
 import os
 import pwd
 import shutil
