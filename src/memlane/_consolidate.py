@@ -159,7 +159,7 @@ def _similar_groups(rows: Sequence[Row], threshold: float, size: int = 5) -> lis
     for members in by_speaker.values():
         if len(members) < 2:
             continue
-        members.sort(key=lambda r: (r.created_at, r.id))
+        members.sort(key=lambda r: r.created_at)  # stable: stored first among equals
         vectors = np.stack([r.embedding for r in members]).astype(np.float32)
         taken = np.zeros(len(members), dtype=bool)
         for start in range(0, len(members), 1024):
@@ -216,11 +216,13 @@ class ConsolidationMethods:
         if s.decay_weight <= 0 or s.stale_after_days <= 0 or not ranked:
             return ranked
         head, tail = ranked[: 3 * limit], ranked[3 * limit :]
-        activity: dict[int, str] = store.activity(int(r.id) for r in head)
+        activity = store.activity(int(r.id) for r in head)
+        pending = self._access.last_seen([mid for mid, _ in activity.values()])  # not written yet
         now = self._now()
         out = []
         for r in head:
-            last = activity.get(int(r.id), "")
+            mid, last = activity.get(int(r.id), ("", ""))
+            last = max(last, pending.get(mid, ""))
             factor = decay_factor(idle_days(last, now), s.stale_after_days, s.decay_weight) if last else 1.0
             out.append(r if factor == 1.0 else dataclasses.replace(r, score=r.score * factor))
         out.sort(key=lambda r: -r.score)
@@ -454,9 +456,9 @@ class ConsolidationMethods:
         named = store.entity_memories([e.id for e in entities]) if entities else {}
         ranked = sorted(entities, key=lambda e: (-len(named.get(e.id, [])), e.name))
         for e in ranked:
-            section = _SECTION_OF_TYPE.get(e.type or "")
+            section = _SECTION_OF_TYPE.get(e.type or "", "other")  # a name found offline has no type
             memories = named.get(e.id, [])
-            if section is None or not memories or len(sections[section]) >= 8:
+            if not memories or len(sections[section]) >= 8:
                 continue
             sections[section].append({"text": e.name, "sources": memories[:5]})
         stated = [r for r in rows if r.role in (None, "user") and len(r.memory) <= 200 and _PREFERENCE.search(r.memory)]

@@ -482,7 +482,8 @@ class Memory(GraphMethods, TransferMethods, ConsolidationMethods):
 
         Args:
             include_sources: add ``sources``: the messages the memory was extracted from (for
-                a verbatim memory, the message itself).
+                a verbatim memory, the message itself; for an episodic summary, the memories it
+                summarises, each with its ``memory_id``).
         Raises:
             MemoryNotFound: no memory has this id.
         """
@@ -494,7 +495,13 @@ class Memory(GraphMethods, TransferMethods, ConsolidationMethods):
         item = found.to_item()
         if include_sources:
             sources = store.sources(memory_id)
-            if not sources and found.role is not None:  # a verbatim message is its own source
+            if found.metadata.get("memory_type") == "episodic":  # a summary's sources: what it summarises
+                sources = [
+                    Source(role=m.role or "memory", name=m.actor_id, content=m.memory, timestamp=m.timestamp,
+                           memory_id=m.id)
+                    for m in store.linked(memory_id)
+                ]  # fmt: skip
+            elif not sources and found.role is not None:  # a verbatim message is its own source
                 sources = [
                     Source(role=found.role, name=found.actor_id, content=found.memory, timestamp=found.timestamp)
                 ]

@@ -93,6 +93,7 @@ class Source(TypedDict):
     name: str | None
     content: str
     timestamp: str
+    memory_id: NotRequired[str]
 
 
 class Usage(TypedDict):

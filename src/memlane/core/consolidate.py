@@ -198,7 +198,8 @@ def episodes(rows: Iterable[Row], run_id: str | None, now: datetime, s: Consolid
     summarised when it holds ``min_episode`` memories or more not yet covered by a summary
     (summaries themselves are never summarised), cut into parts of ``max_episode``.
     """
-    todo = sorted((r for r in rows if not r.episodic and not r.summarised), key=lambda r: (r.timestamp, r.id))
+    # Stable: memories said at the same time keep the order they were stored in.
+    todo = sorted((r for r in rows if not r.episodic and not r.summarised), key=lambda r: r.timestamp)
     if not todo:
         return []
     gap = s.episode_gap_minutes * 60.0

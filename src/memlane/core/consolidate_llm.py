@@ -172,7 +172,8 @@ def parse_judgements(data: Any, table: Mapping[str, Row], members: Sequence[set[
         groups = {group_of[x] for x in locals_}
         if len(locals_) < 2 or len(groups) != 1:
             continue
-        rows = sorted((table[x] for x in locals_), key=lambda r: (r.created_at, r.id))
+        # Prompt order is oldest first (stored first among equals): the first one stays.
+        rows = [table[x] for x in sorted(locals_, key=lambda x: list(table).index(x))]
         used.update(locals_)
         merges.append((tuple(r.id for r in rows), " ".join(entry["text"].split())))
     supersedes = []

@@ -46,8 +46,11 @@ _KEY = "(m.user_id, m.agent_id, m.run_id)"
 
 
 def _vector(value: Any) -> Any:
+    """An embedding as read back: SQLite's little-endian float32 bytes, pgvector's ``Vector``."""
     if isinstance(value, bytes | memoryview):
         return np.frombuffer(value, dtype="<f4")
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
     return np.asarray(value, dtype=np.float32)
 
 
@@ -124,18 +127,18 @@ class ConsolidationOps:
                 out[r[0]] = (int(r[1]), r[2])
         return out
 
-    def activity(self, rids: Iterable[int]) -> dict[int, str]:
-        """Each given row's last activity: the later of its last change and last retrieval."""
+    def activity(self, rids: Iterable[int]) -> dict[int, tuple[str, str]]:
+        """Each given row's memory id and last activity: the later of its last change and last retrieval."""
         keys = list(dict.fromkeys(rids))
         if not keys:
             return {}
         marks = ",".join("?" * len(keys))
         rows = self._read(
-            "SELECT m.rid, m.updated_at, a.last_retrieved FROM memories m LEFT JOIN memory_access a "
-            f"ON a.memory_id = COALESCE(m.version_of, m.id) WHERE m.rid IN ({marks})",
+            "SELECT m.rid, COALESCE(m.version_of, m.id), m.updated_at, a.last_retrieved FROM memories m "
+            f"LEFT JOIN memory_access a ON a.memory_id = COALESCE(m.version_of, m.id) WHERE m.rid IN ({marks})",
             keys,
         )
-        return {int(r[0]): max(r[1], r[2] or "") for r in rows}
+        return {int(r[0]): (r[1], max(r[2], r[3] or "")) for r in rows}
 
     def linked(self, memory_id: str) -> builtins.list[StoredMemory]:
         """The memories an episodic memory summarises (those still stored), oldest first."""
