@@ -128,13 +128,19 @@ class ContractHelpers:
 
     def keyword_ids(self, store: StoreUnderTest, query: str, scope: Scope = ALICE, **kw: Any) -> builtins.list[str]:
         """Ids of keyword matches for ``query``, best first."""
-        rids = store.keyword(scope, kw.get("node"), query_terms(query), kw.get("k", 100), kw.get("now", T0))
+        extra = {"include": kw["include"]} if kw.get("include") else {}
+        rids = store.keyword(
+            scope, kw.get("node"), query_terms(query), kw.get("k", 100), kw.get("now", T0), kw.get("as_of"), **extra
+        )
         found = store.fetch(rids)
         return [found[r].id for r in rids]
 
     def dense_ids(self, store: StoreUnderTest, query: str, scope: Scope = ALICE, **kw: Any) -> builtins.list[str]:
         """Ids of dense matches for ``query``, nearest first."""
-        hits = store.dense(scope, kw.get("node"), self.vec(query), kw.get("k", 100), kw.get("now", T0))
+        extra = {"include": kw["include"]} if kw.get("include") else {}
+        hits = store.dense(
+            scope, kw.get("node"), self.vec(query), kw.get("k", 100), kw.get("now", T0), kw.get("as_of"), **extra
+        )
         found = store.fetch(r for r, _ in hits)
         return [found[r].id for r, _ in hits]
 

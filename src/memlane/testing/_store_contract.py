@@ -11,6 +11,7 @@ from memlane.core.filters import parse_filter, to_iso
 from memlane.core.records import FactOutcome, FactPlan, FactWrite, SourceMessage
 from memlane.core.text import analyse, content_hash, query_terms
 from memlane.errors import EmbedderMismatch, InvalidRequest, MemoryNotFound, StoreError
+from memlane.testing._consolidate_contract import ConsolidationContract
 from memlane.testing._contract_base import ALICE as _ALICE
 from memlane.testing._contract_base import T0 as _T0
 from memlane.testing._contract_base import StoreFactory, StoreUnderTest
@@ -22,7 +23,7 @@ from memlane.types import Scope
 __all__ = ["StoreContract", "StoreFactory", "StoreUnderTest"]
 
 
-class StoreContract(GraphContract, PassageContract):
+class StoreContract(GraphContract, PassageContract, ConsolidationContract):
     """The store contract: every backend must pass these tests unchanged.
 
     Subclass it in a pytest module and provide a ``store_factory`` fixture (see
