@@ -398,6 +398,8 @@ EXPECTED_ROUTES = {
     # the graph (memlane.server.graph_routes)
     ("GET", "/v1/entities"), ("GET", "/v1/entities/{entity_id}"), ("GET", "/v1/entities/{entity}/relations"),
     ("GET", "/v1/entities/{entity}/neighbours"), ("GET", "/v1/graph/path"),
+    # consolidation (memlane.server.consolidate_routes)
+    ("POST", "/v1/consolidate"), ("GET", "/v1/profile"), ("POST", "/v1/memories/{memory_id}/restore"),
     # mem0's self-hosted server paths (memlane.server.mem0_routes)
     ("POST", "/memories"), ("GET", "/memories"), ("DELETE", "/memories"), ("GET", "/memories/{memory_id}"),
     ("PUT", "/memories/{memory_id}"), ("DELETE", "/memories/{memory_id}"), ("GET", "/memories/{memory_id}/history"),

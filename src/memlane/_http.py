@@ -27,6 +27,7 @@ __all__ = [
     "Call",
     "Policy",
     "add_call",
+    "consolidate_call",
     "delete_all_call",
     "delete_call",
     "entities_call",
@@ -39,7 +40,9 @@ __all__ = [
     "import_call",
     "neighbours_call",
     "path_call",
+    "profile_call",
     "relations_call",
+    "restore_call",
     "result_of",
     "search_call",
     "transport_error",
@@ -147,12 +150,20 @@ def add_call(messages: Any, **kwargs: Any) -> Call:
     return Call("POST", "/v1/memories", body=_body("add", messages=messages, **_known("add", kwargs, _ADD)))
 
 
+def _includes(args: dict[str, Any], as_text: bool) -> dict[str, Any]:
+    """``include_merged`` / ``include_archived`` checked as ``Memory`` checks them (query: as text)."""
+    for name in ("include_merged", "include_archived"):
+        if name in args:
+            flag = _flag(args[name], name)
+            if as_text:
+                args[name] = flag
+    return args
+
+
 def search_call(query: Any, **kwargs: Any) -> Call:
     """See :meth:`memlane.Memory.search`."""
-    return Call(
-        "POST", "/v1/memories/search", body=_body("search", query=query, **_known("search", kwargs, _SEARCH)),
-        read_only=True,
-    )  # fmt: skip
+    args = _includes(_known("search", kwargs, _SEARCH), as_text=False)
+    return Call("POST", "/v1/memories/search", body=_body("search", query=query, **args), read_only=True)
 
 
 def get_call(memory_id: str, *, include_sources: bool = False) -> Call:
@@ -163,7 +174,7 @@ def get_call(memory_id: str, *, include_sources: bool = False) -> Call:
 
 def get_all_call(**kwargs: Any) -> Call:
     """See :meth:`memlane.Memory.get_all`."""
-    args = _known("get_all", kwargs, _GET_ALL)
+    args = _includes(_known("get_all", kwargs, _GET_ALL), as_text=True)
     filters = args.pop("filters", None)
     if "show_expired" in args:
         args["show_expired"] = _flag(args["show_expired"], "show_expired")
@@ -227,6 +238,29 @@ def import_call(records: Iterable[Mapping[str, Any]], *, on_conflict: str = "err
     lines = [json.dumps(_jsonable(r), ensure_ascii=False, allow_nan=False) for r in records]
     content = ("\n".join(lines) + "\n").encode()
     return Call("POST", "/v1/import", params={"on_conflict": on_conflict}, content=content), len(lines)
+
+
+# -- consolidation ------------------------------------------------------------------------------
+def consolidate_call(
+    *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None, dry_run: bool = False
+) -> Call:
+    """See :meth:`memlane.Memory.consolidate` (no ids: the whole store, admin keys only)."""
+    _flag(dry_run, "dry_run")
+    for name, value in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id)):
+        validate_scope_id(name, value)
+    body = _body("consolidate", user_id=user_id, agent_id=agent_id, run_id=run_id) | {"dry_run": dry_run}
+    return Call("POST", "/v1/consolidate", body=body)
+
+
+def profile_call(*, user_id: str, refresh: bool = False) -> Call:
+    """See :meth:`memlane.Memory.profile`."""
+    params = {"user_id": check_text(user_id, "user_id"), "refresh": _flag(refresh, "refresh")}
+    return Call("GET", "/v1/profile", params=params, read_only=True)
+
+
+def restore_call(memory_id: str) -> Call:
+    """See :meth:`memlane.Memory.restore`."""
+    return Call("POST", f"/v1/memories/{_id(memory_id)}/restore")
 
 
 # -- the graph: the checks ``Memory`` makes before it reads, made here too, since a URL would turn
@@ -324,9 +358,13 @@ _ADD = (
 )  # fmt: skip
 _SEARCH = (
     "user_id", "agent_id", "run_id", "filters", "limit", "threshold", "explain", "recency_weight",
-    "half_life_days", "as_of", "top_k", "show_expired", "reference_date", "rerank", "graph",
+    "half_life_days", "as_of", "top_k", "show_expired", "reference_date", "rerank", "graph", "include_merged",
+    "include_archived",
 )  # fmt: skip
-_GET_ALL = ("user_id", "agent_id", "run_id", "filters", "limit", "cursor", "top_k", "show_expired")
+_GET_ALL = (
+    "user_id", "agent_id", "run_id", "filters", "limit", "cursor", "top_k", "show_expired", "include_merged",
+    "include_archived",
+)  # fmt: skip
 
 
 def _known(method: str, kwargs: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:

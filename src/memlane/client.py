@@ -12,7 +12,7 @@ httpx drives one auth flow from its sync and async clients.
 
 Retries: a request that never reached the server (connection refused or reset before sending) is
 retried for every method; timeouts, 502/503/504 and dropped connections are retried only for
-reads (get, get_all, search, history, export, the graph reads), since a write may already have happened; 429 is
+reads (get, get_all, search, history, export, profile, the graph reads), since a write may already have happened; 429 is
 retried for every method after ``Retry-After`` (the server refused it before doing anything).
 """
 
@@ -35,6 +35,7 @@ from memlane._http import (
     Call,
     Policy,
     add_call,
+    consolidate_call,
     delete_all_call,
     delete_call,
     entities_call,
@@ -47,7 +48,9 @@ from memlane._http import (
     import_call,
     neighbours_call,
     path_call,
+    profile_call,
     relations_call,
+    restore_call,
     result_of,
     search_call,
     transport_error,
@@ -55,12 +58,14 @@ from memlane._http import (
 )
 from memlane.types import (
     AddResult,
+    ConsolidationReport,
     EntityItem,
     EntityList,
     HistoryEvent,
     MemoryItem,
     NeighbourList,
     PathResult,
+    Profile,
     RelationList,
     SearchResult,
     Usage,
@@ -108,6 +113,13 @@ class _Base:
             self._usage["prompt_tokens"] += spent["prompt_tokens"]
             self._usage["completion_tokens"] += spent["completion_tokens"]
         return result
+
+
+def _progressed(report: ConsolidationReport, progress: Callable[[int, int], None] | None) -> ConsolidationReport:
+    """The report, after telling ``progress`` the pass is done (the server does not stream it)."""
+    if progress is not None:
+        progress(report["scopes"], report["scopes"])
+    return report
 
 
 class MemoryClient(_Base):
@@ -224,6 +236,31 @@ class MemoryClient(_Base):
     def path(self, a: str, b: str, **kwargs: Any) -> PathResult:
         """See :meth:`memlane.Memory.path` (``user_id``, ..., ``as_of``)."""
         result: PathResult = self._do(path_call(a, b, **kwargs))
+        return result
+
+    def consolidate(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ConsolidationReport:
+        """See :meth:`memlane.Memory.consolidate`: the server runs the pass (no ids: the whole store,
+        admin keys only); ``progress`` is called once, with ``(scopes, scopes)``, when it is done."""
+        call = consolidate_call(user_id=user_id, agent_id=agent_id, run_id=run_id, dry_run=dry_run)
+        result: ConsolidationReport = self._do(call)
+        return _progressed(result, progress)
+
+    def profile(self, *, user_id: str, refresh: bool = False) -> Profile:
+        """See :meth:`memlane.Memory.profile`."""
+        result: Profile = self._do(profile_call(user_id=user_id, refresh=refresh))
+        return result
+
+    def restore(self, memory_id: str) -> MemoryItem:
+        """See :meth:`memlane.Memory.restore`."""
+        result: MemoryItem = self._do(restore_call(memory_id))
         return result
 
     def reset(self) -> None:
@@ -381,6 +418,30 @@ class AsyncMemoryClient(_Base):
     async def path(self, a: str, b: str, **kwargs: Any) -> PathResult:
         """See :meth:`memlane.Memory.path` (``user_id``, ..., ``as_of``)."""
         result: PathResult = await self._do(path_call(a, b, **kwargs))
+        return result
+
+    async def consolidate(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ConsolidationReport:
+        """See :meth:`MemoryClient.consolidate`."""
+        call = consolidate_call(user_id=user_id, agent_id=agent_id, run_id=run_id, dry_run=dry_run)
+        result: ConsolidationReport = await self._do(call)
+        return _progressed(result, progress)
+
+    async def profile(self, *, user_id: str, refresh: bool = False) -> Profile:
+        """See :meth:`memlane.Memory.profile`."""
+        result: Profile = await self._do(profile_call(user_id=user_id, refresh=refresh))
+        return result
+
+    async def restore(self, memory_id: str) -> MemoryItem:
+        """See :meth:`memlane.Memory.restore`."""
+        result: MemoryItem = await self._do(restore_call(memory_id))
         return result
 
     async def reset(self) -> None:

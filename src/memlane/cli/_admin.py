@@ -19,6 +19,19 @@ if TYPE_CHECKING:
 
 __all__ = ["COMMANDS", "mask_secrets"]
 
+
+def _interval(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A click callback: ``30s``, ``15m``, ``1h``, ``1d`` as seconds."""
+    if value is None:
+        return None
+    from memlane.server.scheduler import parse_interval  # memlane.server loads FastAPI: only for serve
+
+    try:
+        return parse_interval(value)
+    except MemlaneError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
 _SECRET_WORDS = ("key", "secret", "token", "password")
 _KEY_TABLES = ("api_keys", "rate_buckets")
 MASK = "********"
@@ -33,6 +46,13 @@ MASK = "********"
 @click.option("--max-body-bytes", type=int, help="Largest request body accepted.")
 @click.option("--max-text-chars", type=int, help="Longest message, query or update text accepted (characters).")
 @click.option("--request-timeout", type=float, help="Seconds before a request is answered with a timeout.")
+@click.option(
+    "--consolidate-every",
+    metavar="INTERVAL",
+    callback=_interval,
+    help="Run consolidate() over the whole store every INTERVAL (30s, 15m, 1h, 1d; one pass at a time "
+    "across every server of the store). Default: off.",
+)
 @click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
@@ -51,6 +71,7 @@ def serve(
     max_body_bytes: int | None,
     max_text_chars: int | None,
     request_timeout: float | None,
+    consolidate_every: float | None,
     log_level: str,
     database_url: str | None,
 ) -> None:
@@ -65,6 +86,7 @@ def serve(
         "max_body_bytes": max_body_bytes,
         "max_text_chars": max_text_chars,
         "request_timeout": request_timeout,
+        "consolidate_every": consolidate_every,
     }
     limits = {name: value for name, value in given.items() if value is not None}
     run_server(

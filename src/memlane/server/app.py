@@ -1,7 +1,9 @@
 """The FastAPI app: every route calls the public ``Memory`` API and nothing else.
 
 The memory routes are declared here (``/v1``) and in ``mem0_routes.py`` (mem0's paths), the graph
-routes in ``graph_routes.py``; all call the one implementation of each operation in ``operations.py``.
+routes in ``graph_routes.py``, the consolidation routes in ``consolidate_routes.py``; all call the
+one implementation of each operation in ``operations.py``. With ``consolidate_every`` set, each
+server process also runs the scheduled consolidation pass (``scheduler.py``) while it serves.
 
 Each request is authenticated and rate limited by the key store (on PostgreSQL: shared by every
 server, in one statement), checked against the key's namespace, and run in a worker thread under
@@ -33,6 +35,7 @@ from memlane import (
 )
 from memlane.server import operations as ops
 from memlane.server.auth import Guard
+from memlane.server.consolidate_routes import consolidate_routes
 from memlane.server.errors import ERROR_RESPONSES, install_handlers
 from memlane.server.graph_routes import graph_routes
 from memlane.server.keys import KeyStore
@@ -40,6 +43,7 @@ from memlane.server.mem0_platform_routes import mem0_platform_routes
 from memlane.server.mem0_routes import mem0_routes
 from memlane.server.middleware import AuditMiddleware, BodyLimitMiddleware
 from memlane.server.operations import Allowed, FiltersQuery, ListQuery, ScopeQuery, State
+from memlane.server.scheduler import ConsolidationScheduler
 from memlane.server.schemas import AddBody, SearchBody, UpdateBody
 from memlane.server.settings import ServerSettings
 
@@ -208,6 +212,9 @@ def create_app(
         keys: API keys, rate limits and the audit log (default: ``keys.db`` and ``audit.log`` in
             ``settings.home``; ``memlane serve`` on PostgreSQL passes the database's). The app
             closes it at shutdown, after the last request, so no audit record is lost.
+
+    With ``settings.consolidate_every``, a :class:`~memlane.server.scheduler.ConsolidationScheduler`
+    runs from startup to shutdown.
     """
     settings = settings or ServerSettings()
     state = State(memory, settings, keys)
@@ -215,8 +222,16 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(state.warm_up)
-        yield
-        await asyncio.to_thread(state.keys.close)
+        scheduler = None
+        if settings.consolidate_every is not None:
+            scheduler = ConsolidationScheduler(lambda: state.memory, settings.consolidate_every, audit=state.keys.audit)
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                await asyncio.to_thread(scheduler.stop)  # before the keys close: its last audit record
+            await asyncio.to_thread(state.keys.close)
 
     app = FastAPI(
         title="memlane",
@@ -233,6 +248,7 @@ def create_app(
     api = APIRouter(responses=ERROR_RESPONSES)  # every /v1 route may answer these, all in one shape
     _memory_routes(api)
     graph_routes(api)
+    consolidate_routes(api)
     _admin_routes(api)
     app.include_router(api)
     mem0 = APIRouter(responses=ERROR_RESPONSES, tags=["mem0"])  # mem0's self-hosted server paths

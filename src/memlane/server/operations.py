@@ -21,6 +21,7 @@ from fastapi import Depends, Query, Request
 
 from memlane import (
     AddResult,
+    ConsolidationReport,
     EntityItem,
     EntityList,
     HistoryEvent,
@@ -30,6 +31,7 @@ from memlane import (
     MemoryNotFound,
     NeighbourList,
     PathResult,
+    Profile,
     RelationList,
     RequestTimeout,
     RequestTooLarge,
@@ -38,10 +40,11 @@ from memlane import (
     ServiceUnavailable,
 )
 from memlane.core.compat import UNMAPPED, refuse_unknown
+from memlane.core.inputs import check_text
 from memlane.server.auth import Guard, admit
 from memlane.server.keys import KeyStore
 from memlane.server.keys_sqlite import SQLiteKeyStore
-from memlane.server.schemas import AddBody, SearchBody
+from memlane.server.schemas import AddBody, ConsolidateBody, SearchBody
 from memlane.server.settings import ServerSettings
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "TimeQuery",
     "add",
     "check_id",
+    "consolidate",
     "delete",
     "delete_all",
     "entities",
@@ -65,9 +69,11 @@ __all__ = [
     "neighbours",
     "parse_filters",
     "path",
+    "profile",
     "refuse_unmapped",
     "relations",
     "reset",
+    "restore",
     "run",
     "search",
     "state_of",
@@ -266,6 +272,8 @@ class ListQuery:
     top_k: int | None
     show_expired: bool
     unmapped: dict[str, str]
+    include_merged: bool = False
+    include_archived: bool = False
 
 
 def list_query(
@@ -278,10 +286,15 @@ def list_query(
     cursor: Annotated[str | None, Query(description="the previous page's next_cursor")] = None,
     top_k: Annotated[int | None, Query(description="mem0's name for limit (give one of them)")] = None,
     show_expired: Annotated[bool, Query(description="include memories whose expires_at has passed")] = False,
+    include_merged: Annotated[bool, Query(description="include memories consolidation merged into another")] = False,
+    include_archived: Annotated[bool, Query(description="include memories consolidation archived")] = False,
 ) -> ListQuery:
     """The listing's query parameters (a FastAPI dependency)."""
     unmapped = {name: value for name, value in request.query_params.items() if name in UNMAPPED}
-    return ListQuery(user_id, agent_id, run_id, filters, limit, cursor, top_k, show_expired, unmapped)
+    return ListQuery(
+        user_id, agent_id, run_id, filters, limit, cursor, top_k, show_expired, unmapped, include_merged,
+        include_archived,
+    )  # fmt: skip
 
 
 async def get_all(request: Request, allowed: Guard, query: ListQuery) -> SearchResult:
@@ -294,7 +307,7 @@ async def get_all(request: Request, allowed: Guard, query: ListQuery) -> SearchR
     memory = state_of(request).memory
     return await run(
         request, memory.get_all, **ids, filters=parsed, limit=query.limit, cursor=query.cursor, top_k=query.top_k,
-        show_expired=query.show_expired,
+        show_expired=query.show_expired, include_merged=query.include_merged, include_archived=query.include_archived,
     )  # fmt: skip
 
 
@@ -406,3 +419,42 @@ async def path(
     """``Memory.path`` between two entities of a scope within the key's namespace."""
     scope = _graph_scope(allowed, ids, "path")
     return await run(request, state_of(request).memory.path, a, b, **scope, as_of=time_query(as_of))
+
+
+# -- consolidation --------------------------------------------------------------------------------
+# A tenant key tidies, reads the profile of and restores only what its namespace holds; the whole
+# store (no scope ids) is an operator's pass, for admin keys only. The report's texts are those of
+# memories in the scope the key named, which it may read anyway.
+async def consolidate(request: Request, allowed: Guard, body: ConsolidateBody) -> ConsolidationReport:
+    """``Memory.consolidate`` of a scope within the key's namespace, audited with the counts."""
+    ids = {"user_id": body.user_id, "agent_id": body.agent_id, "run_id": body.run_id}
+    if all(value is None for value in ids.values()):
+        allowed.require_admin("consolidating the whole store (no user_id, agent_id or run_id)")
+        request.state.audit = {"scope": Scope().as_dict(), "dry_run": body.dry_run}
+    else:
+        scope = allowed.check_scope(
+            user_id=body.user_id, agent_id=body.agent_id, run_id=body.run_id, operation="consolidate"
+        )
+        request.state.audit = {"scope": scope.as_dict(), "dry_run": body.dry_run}
+    report = await run(request, state_of(request).memory.consolidate, **ids, dry_run=body.dry_run)
+    request.state.audit |= {
+        "scopes": report["scopes"], "merged": sum(len(m["ids"]) for m in report["merged"]),
+        "superseded": len(report["superseded"]), "summaries": len(report["summaries"]),
+        "archived": len(report["archived"]),
+    }  # fmt: skip
+    return report
+
+
+async def profile(request: Request, allowed: Guard, user_id: str | None, refresh: bool) -> Profile:
+    """``Memory.profile`` of a user within the key's namespace."""
+    if user_id is None:
+        raise InvalidRequest("profile needs a user: GET /v1/profile?user_id=...")
+    check_text(user_id, "user_id")  # Memory's own message for a blank id
+    allowed.check_scope(user_id=user_id, operation="profile")
+    return await run(request, state_of(request).memory.profile, user_id=user_id, refresh=refresh)
+
+
+async def restore(request: Request, allowed: Guard, memory_id: str) -> MemoryItem:
+    """``Memory.restore`` of a memory the key may see (merged and archived ones included), audited."""
+    await check_id(request, allowed, memory_id)
+    return await run(request, state_of(request).memory.restore, memory_id)

@@ -19,6 +19,7 @@ from memlane.core.compat import UNMAPPED
 
 __all__ = [
     "AddBody",
+    "ConsolidateBody",
     "ErrorBody",
     "ErrorDetail",
     "ListBody",
@@ -115,6 +116,8 @@ class SearchBody(_Scoped):
     graph: bool = Field(
         False, description="memories naming the query's entities or their neighbours join the candidates"
     )
+    include_merged: bool = Field(False, description="also search memories consolidation merged into another")
+    include_archived: bool = Field(False, description="also search memories consolidation archived")
 
 
 class ListBody(_Scoped):
@@ -124,6 +127,15 @@ class ListBody(_Scoped):
     top_k: int | None = Field(None, description="mem0's name for limit (give one of them)")
     cursor: str | None = Field(None, description="the previous page's next_cursor")
     show_expired: bool = Field(False, description="include memories whose expires_at has passed")
+
+
+class ConsolidateBody(_Strict):
+    """``Memory.consolidate``: tidy a scope (no ids: the whole store, admin keys only)."""
+
+    user_id: str | None = Field(None, description="the user whose memories to tidy")
+    agent_id: str | None = Field(None, description="the agent whose memories to tidy")
+    run_id: str | None = Field(None, description="the run / session whose memories to tidy")
+    dry_run: bool = Field(False, description="report what would be done, and change nothing")
 
 
 class UpdateBody(_Body):

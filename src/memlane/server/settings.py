@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -53,6 +54,9 @@ class ServerSettings:
         rate_limit: sustained requests per second per key (a key may carry its own).
         rate_burst: requests a key may make at once before the rate applies (default twice the rate).
         request_timeout: seconds before a request answers 503 RequestTimeout.
+        consolidate_every: seconds between scheduled ``consolidate()`` passes over the whole
+            store (``--consolidate-every``; None: no scheduled pass). One pass runs at a time
+            across every process and server sharing the store (see :mod:`memlane.server.scheduler`).
     """
 
     auth: bool = True
@@ -64,6 +68,7 @@ class ServerSettings:
     rate_limit: float = 50.0
     rate_burst: float | None = None
     request_timeout: float = 60.0
+    consolidate_every: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_import_bytes", "max_messages", "max_text_chars"):
@@ -74,6 +79,10 @@ class ServerSettings:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise InvalidRequest(f"{name} must be a positive number, got {value!r}")
+        every = self.consolidate_every
+        number = isinstance(every, int | float) and not isinstance(every, bool)
+        if every is not None and not (number and 0 < every < math.inf):
+            raise InvalidRequest(f"consolidate_every must be a positive number of seconds, got {every!r}")
         if self.rate_burst is not None and (not isinstance(self.rate_burst, int | float) or self.rate_burst < 1):
             raise InvalidRequest(f"rate_burst must be at least 1, got {self.rate_burst!r}")
 
