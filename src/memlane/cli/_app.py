@@ -25,6 +25,7 @@ from memlane import (
     AddResult,
     AuthenticationError,
     ConfigError,
+    ConsolidationReport,
     EmbedderMismatch,
     EntityItem,
     EntityList,
@@ -40,6 +41,7 @@ from memlane import (
     NeighbourList,
     PathResult,
     PermissionDenied,
+    Profile,
     ProviderAuthError,
     ProviderError,
     RateLimited,
@@ -119,6 +121,8 @@ class Backend(Protocol):
         explain: bool = False,
         as_of: str | None = None,
         graph: bool = False,
+        include_merged: bool = False,
+        include_archived: bool = False,
     ) -> SearchResult: ...
 
     def get(self, memory_id: str, *, include_sources: bool = False) -> MemoryItem: ...
@@ -132,6 +136,8 @@ class Backend(Protocol):
         filters: Mapping[str, Any] | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        include_merged: bool = False,
+        include_archived: bool = False,
     ) -> SearchResult: ...
 
     def update(self, memory_id: str, data: str, *, metadata: Mapping[str, Any] | None = None) -> MemoryItem: ...
@@ -202,6 +208,20 @@ class Backend(Protocol):
         run_id: str | None = None,
         as_of: str | None = None,
     ) -> PathResult: ...
+
+    def consolidate(
+        self,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        run_id: str | None = None,
+        dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ConsolidationReport: ...
+
+    def profile(self, *, user_id: str, refresh: bool = False) -> Profile: ...
+
+    def restore(self, memory_id: str) -> MemoryItem: ...
 
     def close(self) -> None: ...
 

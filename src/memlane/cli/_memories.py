@@ -1,18 +1,41 @@
-"""Commands over memories: add, search, list, get, update, delete, delete-all, history, reset."""
+"""Commands over memories: add, search, list, get, update, delete, delete-all, history, reset, and
+(from ``_consolidate``) consolidate, profile, restore."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import IO, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any, TypeVar
 
 import click
 
-from memlane import ScopeRequired
+from memlane import MemoryItem, ScopeRequired
 from memlane.cli._app import State, fail_usage, json_object, pass_state, scope_options
+from memlane.cli._consolidate import COMMANDS as CONSOLIDATION
 from memlane.cli._output import emit_json, show_add, show_history, show_item, show_items, show_search
 
 __all__ = ["COMMANDS"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _include_options(fn: F) -> F:
+    """``--include-merged`` and ``--include-archived``: what consolidation set aside, shown too."""
+    fn = click.option("--include-archived", is_flag=True, help="Also show memories consolidation archived.")(fn)
+    fn = click.option("--include-merged", is_flag=True, help="Also show memories merged into another.")(fn)
+    return fn
+
+
+def _marked(items: Sequence[MemoryItem]) -> list[MemoryItem]:
+    """Items with a merged or archived memory's state before its text (the exact item is in --json)."""
+    out: list[MemoryItem] = []
+    for item in items:
+        state = item.get("state")
+        if state is not None:
+            into = f" into {item['merged_into']}" if "merged_into" in item else ""
+            item = {**item, "memory": f"[{state}{into}] {item['memory']}"}
+        out.append(item)
+    return out
 
 
 def _read_messages(source: IO[str]) -> list[Mapping[str, Any]]:
@@ -79,6 +102,7 @@ def add(
 @click.option("--explain", is_flag=True, help="Show each signal's contribution to the score.")
 @click.option("--as-of", metavar="ISO", help="Search what was true at that time (ISO 8601).")
 @click.option("--graph", is_flag=True, help="Also find memories naming the query's entities or their neighbours.")
+@_include_options
 @pass_state
 def search(
     state: State,
@@ -92,16 +116,19 @@ def search(
     explain: bool,
     as_of: str | None,
     graph: bool,
+    include_merged: bool,
+    include_archived: bool,
 ) -> None:
     """The memories of a scope most relevant to QUERY, best first."""
     result = state.backend().search(
         query, user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, limit=limit,
-        threshold=threshold, explain=explain, as_of=as_of, graph=graph,
+        threshold=threshold, explain=explain, as_of=as_of, graph=graph, include_merged=include_merged,
+        include_archived=include_archived,
     )  # fmt: skip
     if state.json:
         emit_json(result)
     else:
-        show_search(result["results"], explain=explain)
+        show_search(_marked(result["results"]), explain=explain)
 
 
 @click.command(name="list")
@@ -110,6 +137,7 @@ def search(
 @click.option("--filters", callback=json_object, metavar="JSON", help="A metadata filter (JSON object).")
 @click.option("--cursor", help="Continue after a previous page (its next_cursor).")
 @click.option("--all", "every", is_flag=True, help="Follow next_cursor until every memory is listed.")
+@_include_options
 @pass_state
 def list_(
     state: State,
@@ -120,14 +148,17 @@ def list_(
     filters: dict[str, Any] | None,
     cursor: str | None,
     every: bool,
+    include_merged: bool,
+    include_archived: bool,
 ) -> None:
     """The memories of a scope, newest first (get_all)."""
     backend = state.backend()
     results: list[Any] = []
     while True:
         page = backend.get_all(
-            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, limit=limit, cursor=cursor
-        )
+            user_id=user_id, agent_id=agent_id, run_id=run_id, filters=filters, limit=limit, cursor=cursor,
+            include_merged=include_merged, include_archived=include_archived,
+        )  # fmt: skip
         results += page["results"]
         cursor = page.get("next_cursor")
         if not every or cursor is None:
@@ -135,7 +166,7 @@ def list_(
     if state.json:
         emit_json({"results": results, "next_cursor": cursor})
     else:
-        show_items(results, caption=f"more: --cursor {cursor}" if cursor else None)
+        show_items(_marked(results), caption=f"more: --cursor {cursor}" if cursor else None)
 
 
 @click.command()
@@ -235,4 +266,5 @@ def reset(state: State, yes: bool) -> None:
         click.echo("store reset: every memory and all history deleted")
 
 
-COMMANDS = (add, search, list_, get, update, delete, delete_all, history, reset)
+# The consolidation commands ride along: ``memlane.cli`` registers this module's COMMANDS.
+COMMANDS = (add, search, list_, get, update, delete, delete_all, history, reset, *CONSOLIDATION)
