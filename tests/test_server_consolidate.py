@@ -41,6 +41,7 @@ from memlane import (
 )
 from memlane.server import KeyStore, create_app
 from memlane.server.scheduler import LEASE, ConsolidationScheduler, parse_interval
+from memlane.stores.postgres import PostgresStore
 from memlane.testing import FrozenClock, HashEmbedder
 
 T0 = datetime(2026, 5, 12, 9, 30, tzinfo=UTC)
@@ -265,21 +266,38 @@ class Epoch:
         return self.now
 
 
-def test_the_lease_lets_one_pass_run_and_a_crashed_holder_lapse(tmp_path: Path) -> None:
+def _engines(kind: str, request: pytest.FixtureRequest, tmp_path: Path, clock: FrozenClock) -> list[Memory]:
+    """Two engines on one store, as two server processes have: a SQLite file, or a PostgreSQL database."""
+    if kind == "sqlite":
+        stores: list[dict[str, Any]] = [{"path": tmp_path / "m.db"} for _ in range(2)]
+    else:
+        url = request.getfixturevalue("migrated_postgres_url")
+        stores = [{"store": PostgresStore(url, max_size=2, timeout=10.0)} for _ in range(2)]
+    return [Memory(**store, embedder=HashEmbedder(), clock=clock, config=CONFIG) for store in stores]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_lease_lets_one_pass_run_and_a_crashed_holder_lapse(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     clock, epoch = FrozenClock(T0), Epoch()
-    with Memory(path=tmp_path / "m.db", embedder=HashEmbedder(), clock=clock, config=CONFIG) as memory:
-        fill(memory, clock)
-        assert memory.store.lease(LEASE, "crashed-holder", 600, epoch.now)  # took it, then died
-        mine = ConsolidationScheduler(lambda: memory, 60, holder="mine", clock=epoch)
-        assert mine.run_due() is None and len(memory.get_all(user_id=ACME)["results"]) == 5
+    first, second = _engines(kind, request, tmp_path, clock)
+    with first, second:
+        fill(first, clock)
+        second.get_all(user_id=ACME, limit=1)  # opens its store
+        assert second.store.lease(LEASE, "crashed-holder", 600, epoch.now)  # took it, then died
+        mine = ConsolidationScheduler(lambda: first, 60, holder="mine", clock=epoch)
+        assert mine.run_due() is None and len(first.get_all(user_id=ACME)["results"]) == 5
         epoch.now += 601  # the crashed holder's lease lapses
         report = mine.run_due()
         assert report is not None and sum(len(m["ids"]) for m in report["merged"]) == 4
-        other = ConsolidationScheduler(lambda: memory, 60, holder="other", clock=epoch)
+        other = ConsolidationScheduler(lambda: second, 60, holder="other", clock=epoch)
         epoch.now += 30  # within mine's cooldown: nobody runs, mine is not due either
         assert other.run_due() is None and mine.run_due() is None
         epoch.now += 31  # due again: mine runs (its next look is at the end of the cooldown)
         assert mine.run_due() is not None and other.run_due() is None
+        epoch.now += 61  # mine is gone (never looks again): the other runs once the cooldown lapses
+        assert other.run_due() is not None
 
 
 class SlowMemory:
@@ -288,6 +306,9 @@ class SlowMemory:
     def __init__(self, memory: Memory) -> None:
         self.store = memory.store
         self.started, self.go_on = threading.Event(), threading.Event()
+
+    def get_all(self, **scope: Any) -> dict[str, Any]:
+        return {"results": []}
 
     def consolidate(self, *, progress: Callable[[int, int], None]) -> ConsolidationReport:
         progress(1, 2)

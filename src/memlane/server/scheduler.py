@@ -48,6 +48,7 @@ PASS_LEASE = 600.0
 # How often a process whose pass is not due, or whose lease another holds, looks again (at most).
 POLL = 60.0
 
+_PROBE = "memlane:scheduler"  # the scope of the read that opens the store (it holds nothing)
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _INTERVAL = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", re.IGNORECASE)
 
@@ -128,6 +129,7 @@ class ConsolidationScheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_due = 0.0  # the first look is at once: the lease says whether a pass is due
+        self._opened: Memory | None = None
 
     def start(self) -> None:
         """Start the thread (a daemon: it never keeps a process alive)."""
@@ -163,6 +165,10 @@ class ConsolidationScheduler:
         if now < self._next_due or self._stop.is_set():
             return None
         memory = self._memory()
+        if memory is not self._opened:
+            # Memory opens its store (migrations included) on first use; ``store`` alone does not.
+            memory.get_all(user_id=_PROBE, limit=1)
+            self._opened = memory
         store = memory.store
         if not store.lease(LEASE, self.holder, self._pass_lease, now):
             self._next_due = now + min(self.every, POLL)  # another holder's pass, or its cooldown
