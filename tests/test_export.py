@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from datetime import UTC, datetime
@@ -14,8 +15,13 @@ from typing import Any
 import pytest
 
 from memlane import AsyncMemory, InvalidRequest, Memory, MemoryConflict, ProviderError, StoreError, transfer
+from memlane.core.filters import to_iso
 from memlane.core.portable import decode_lines, encode_line
-from memlane.protocols import EmbedKind, Vectors
+from memlane.core.records import NewMemory
+from memlane.core.text import analyse, content_hash
+from memlane.protocols import EmbedKind, Store, Vectors
+from memlane.stores.postgres import PostgresStore
+from memlane.stores.sqlite import SQLiteStore
 from memlane.testing import FakeLLM, FrozenClock, HashEmbedder
 
 T0 = datetime(2026, 5, 12, 9, 30, tzinfo=UTC)
@@ -119,6 +125,7 @@ def test_round_trip_is_lossless(source: Memory, tmp_path: Path, clock: FrozenClo
     assert kinds == sorted(kinds, key=lambda k: k != "memory")  # memories first, then history
     memories = [r for r in body if r["type"] == "memory"]
     assert all("embedding" not in r and "search_text" not in r for r in memories)
+    assert not any(key in r for r in memories for key in CONSOLIDATION_KEYS)  # set only by consolidation
     assert sum(r["version_of"] is not None for r in memories) == 2  # Berlin's old text, the chess fact
     assert any(r["memory"] == "my locker code is 4471" for r in memories)  # expired, still exported
     texts = {r["id"]: r["memory"] for r in memories}
@@ -227,6 +234,7 @@ def test_conflicts_refuse_or_skip(source: Memory, tmp_path: Path, clock: FrozenC
             target.import_records([], on_conflict="overwrite")
 
 
+CONSOLIDATION_KEYS = ("state", "merged_into", "summarises", "retrievals", "last_retrieved")
 BAD: list[tuple[str, Any, str]] = [
     ("timestamp", "yesterday", "record 3: timestamp must be an ISO-8601 time"),
     ("created_at", None, "record 3: created_at must be an ISO-8601 time"),
@@ -235,6 +243,13 @@ BAD: list[tuple[str, Any, str]] = [
     ("hash", "0" * 64, "record 3: hash does not match"),
     ("conversational", "yes", "record 3: conversational must be true or false"),
     ("valid_until", "2026-01-01T00:00:00Z", "record 3: valid_until and version_of go together"),
+    ("state", "deleted", "record 3: state must be 'merged', 'archived' or null"),
+    ("state", "archived", "record 3: valid_until is missing: a archived memory has valid_until"),
+    ("merged_into", "m-2", "record 3: merged_into is set but state is not 'merged'"),
+    ("summarises", "m-2", "record 3: summarises must be a list of strings"),
+    ("retrievals", 2, "record 3: last_retrieved is missing"),
+    ("retrievals", -1, "record 3: retrievals must be a positive integer"),
+    ("last_retrieved", "2026-01-01T00:00:00Z", "record 3: retrievals must be a positive integer"),
     ("sources", [{"role": "user", "content": "x"}], "record 3: sources\\[0\\]: timestamp must be"),
     ("colour", "red", "record 3: unknown field"),
     ("type", "memories", "record 3: type must be"),
@@ -500,3 +515,124 @@ def test_graph_links_to_rows_held_nowhere_are_left_out(graph: Memory, tmp_path: 
     ]
     kept = next(r for r in exported if r["type"] == "entity" and r["id"] == records[alice]["id"])
     assert kept["memories"] == records[alice]["memories"][:-1]
+
+
+# -- consolidation: merged and archived memories, summaries, access statistics ---------------------
+DIET = {"user_id": "alice", "agent_id": "diet"}
+
+
+def _summary(text: str, when: datetime) -> NewMemory:
+    """An episodic memory as consolidation writes one (summaries need an LLM: written directly here)."""
+    return NewMemory(
+        id=str(uuid.uuid4()), memory=text, search_text=analyse(text), hash=content_hash(text),
+        embedding=HashEmbedder().embed([text])[0], user_id="alice", agent_id="diet", run_id=None, role=None,
+        actor_id=None, metadata={"memory_type": "episodic"}, created_at=to_iso(when), timestamp=to_iso(when),
+        expires_at=None,
+    )  # fmt: skip
+
+
+def consolidate(m: Memory, store: Store, clock: FrozenClock) -> dict[str, str]:
+    """Give ``m`` (on ``store``) a merged, an archived and a summarised memory and search statistics."""
+    ids = {"parking": m.add("old parking spot 7", **DIET, infer=False)["results"][0]["id"]}
+    clock.advance(days=40)  # the parking spot is idle past archive_after_days by the pass
+    for name, text in [("kept", "I love sushi"), ("dup", "i love sushi!"), ("walk", "walked the dog at dawn"),
+                       ("run", "went for a run at noon")]:  # fmt: skip
+        ids[name] = m.add(text, **DIET, infer=False)["results"][0]["id"]
+    assert m.search("sushi", **DIET, limit=1)["results"]  # counted: consolidate writes the counts first
+    report = m.consolidate(**DIET)
+    assert [(x["into"], x["ids"]) for x in report["merged"]] == [(ids["kept"], [ids["dup"]])]
+    assert [x["id"] for x in report["archived"]] == [ids["parking"]]
+    summary = _summary("Walked the dog and went running", clock())
+    assert store.add_summary(summary, [ids["walk"], ids["run"]], clock()) == [ids["walk"], ids["run"]]
+    ids["summary"] = summary.id
+    return ids
+
+
+@pytest.fixture
+def consolidated(tmp_path: Path, clock: FrozenClock) -> Iterator[tuple[Memory, dict[str, str]]]:
+    """The ``source`` store's kinds of rows, plus what consolidation writes."""
+    llm = FakeLLM()
+    path = tmp_path / "consolidated.db"
+    with Memory(path, embedder=HashEmbedder(), llm=llm, clock=clock, config=CONFIG) as m:
+        _fill(m, llm, clock)
+    store = SQLiteStore(path, busy_timeout=5.0, durability="normal")
+    config = {"consolidation": {"archive_after_days": 30}}
+    with Memory(store=store, embedder=HashEmbedder(), clock=clock, config=config) as m:
+        yield m, consolidate(m, store, clock)
+
+
+def _consolidation_answers(m: Memory, ids: dict[str, str]) -> dict[str, Any]:
+    return {
+        "search": m.search("sushi parking dog", **DIET)["results"],
+        "all": m.get_all(**DIET, include_merged=True, include_archived=True)["results"],
+        **{name: m.get(mid) for name, mid in ids.items()},
+        **{f"history {name}": _without_id(m.history(mid)) for name, mid in ids.items()},
+    }
+
+
+def test_a_consolidated_store_round_trips_across_backends(
+    consolidated: tuple[Memory, dict[str, str]], tmp_path: Path, clock: FrozenClock, postgres_url: str
+) -> None:
+    source, ids = consolidated
+    records = list(source.export_records())
+    rows = {r["id"]: r for r in records if r["type"] == "memory"}
+    merged, parking = rows[ids["dup"]], rows[ids["parking"]]
+    assert (merged["state"], merged["merged_into"], merged["version_of"]) == ("merged", ids["kept"], None)
+    assert merged["valid_until"] is not None and parking["state"] == "archived" and "merged_into" not in parking
+    assert rows[ids["summary"]]["summarises"] == sorted([ids["walk"], ids["run"]])
+    assert rows[ids["kept"]]["retrievals"] >= 1 and rows[ids["kept"]]["last_retrieved"]
+    events = {e["event"] for r in records if r["type"] == "history" for e in r["events"]}
+    assert {"MERGE", "ARCHIVE"} <= events
+    expected = _consolidation_answers(source, ids)
+    found = [h["id"] for h in expected["search"]]
+    assert ids["kept"] in found and ids["dup"] not in found and ids["parking"] not in found  # hidden from search
+    assert expected["dup"]["state"] == "merged" and expected["parking"]["state"] == "archived"  # get finds them
+    with Memory(store=PostgresStore(postgres_url), embedder=HashEmbedder(), clock=clock) as there:
+        counts = there.import_records(records)
+        assert counts["imported"] == len(rows) and counts["skipped"] == 0
+        assert list(there.export_records()) == records
+        assert _consolidation_answers(there, ids) == expected
+        back = list(there.export_records())
+    with _fresh(tmp_path, clock, "back.db") as again:
+        again.import_records(back)
+        assert list(again.export_records()) == records
+        assert _consolidation_answers(again, ids) == expected
+        # Only active memories hold their text: the merged one's may be added again.
+        assert again.add("i love sushi!", **DIET, infer=False)["results"][0]["event"] == "ADD"
+
+
+def test_a_merged_into_across_scopes_is_refused_by_record(
+    consolidated: tuple[Memory, dict[str, str]], tmp_path: Path, clock: FrozenClock
+) -> None:
+    source, ids = consolidated
+    records = list(source.export_records())
+    bees = next(r["id"] for r in records if r.get("memory") == "I keep bees")
+    number = next(i for i, r in enumerate(records) if r.get("id") == ids["dup"])
+    bad = [{**r, "merged_into": bees} if i == number else r for i, r in enumerate(records)]
+    with _fresh(tmp_path, clock) as target:
+        with pytest.raises(InvalidRequest, match=f"record {number + 1}: merged_into names memory '{bees}' of another"):
+            target.import_records(bad)
+        summary = next(i for i, r in enumerate(records) if r.get("id") == ids["summary"])
+        bad = [{**r, "summarises": [bees]} if i == summary else r for i, r in enumerate(records)]
+        with pytest.raises(InvalidRequest, match=f"record {summary + 1}: summarises names memory"):
+            target.import_records(bad)
+        assert list(target.export_records())[1:] == []
+        # A link to a memory held nowhere is left out, as graph links are.
+        gone = [{**r, "summarises": [*r["summarises"], "gone"]} if i == summary else r for i, r in enumerate(records)]
+        target.import_records(gone)
+        assert list(target.export_records()) == records
+
+
+def test_old_rules_still_hold_without_a_state(
+    consolidated: tuple[Memory, dict[str, str]], tmp_path: Path, clock: FrozenClock
+) -> None:
+    """A row with valid_until and no version_of is refused unless it has a state; MERGE/ARCHIVE events load."""
+    source, ids = consolidated
+    records = list(source.export_records())
+    number = next(i for i, r in enumerate(records) if r.get("id") == ids["dup"])
+    stateless = {k: v for k, v in records[number].items() if k not in ("state", "merged_into")}
+    with _fresh(tmp_path, clock) as target:
+        with pytest.raises(InvalidRequest, match=f"record {number + 1}: valid_until and version_of go together"):
+            target.import_records([*records[:number], stateless, *records[number + 1 :]])
+        history = [r for r in records if r["type"] == "history" and r["memory_id"] in (ids["dup"], ids["parking"])]
+        assert target.import_records(history) == {"imported": 0, "skipped": 0, "history": 4}

@@ -26,10 +26,15 @@ from click.testing import CliRunner, Result
 from server_harness import serving, settings_for
 from wire_server import closed_port
 
-from memlane import Memory, MemoryClient
+from memlane import Memory, MemoryClient, Scope
 from memlane.cli import cli
+from memlane.cli._postgres import _Spool
+from memlane.core.filters import to_iso
+from memlane.core.records import NewMemory
+from memlane.core.text import analyse, content_hash
 from memlane.providers import registry
 from memlane.server import KeyStore, create_app
+from memlane.stores.sqlite import SQLiteStore
 from memlane.testing import FakeLLM, FrozenClock, HashEmbedder
 
 HASH = "pg-test-hash"
@@ -196,13 +201,43 @@ def fill(m: Memory, llm: FakeLLM, clock: FrozenClock) -> None:
     clock.advance(hours=2)  # the locker code has expired
 
 
+DIET = Scope(user_id="alice", agent_id="diet")
+
+
+def consolidated(store: SQLiteStore, clock: FrozenClock) -> None:
+    """What consolidation writes, in the order that tests the copy's batches: a memory merged into
+    one added after it (and two memories apart), an archived one, a summary and search statistics;
+    a memory merged into one deleted since goes with it."""
+    with Memory(store=store, embedder=HashEmbedder(), clock=clock) as m:
+        texts = ["I love sushi", "walked the dog", "went for a run", "i love sushi!", "I like tea", "i like tea!",
+                 "old parking spot 7"]  # fmt: skip
+        a, walk, run, b, tea, tea2, parking = (
+            m.add(t, **DIET.as_dict(), infer=False)["results"][0]["id"] for t in texts
+        )
+        now = clock()
+        assert store.merge(DIET, (b, content_hash(texts[3])), [(a, content_hash(texts[0]))], now) is not None
+        assert store.merge(DIET, (tea, content_hash(texts[4])), [(tea2, content_hash(texts[5]))], now) is not None
+        m.delete(tea)  # deletes tea2, merged into it, too
+        assert store.archive(DIET, [(parking, content_hash(texts[6]))], now) == [parking]
+        text = "Walked the dog and went for a run"
+        summary = NewMemory(
+            id="summary-1", memory=text, search_text=analyse(text), hash=content_hash(text),
+            embedding=HashEmbedder().embed([text])[0], user_id="alice", agent_id="diet", run_id=None, role=None,
+            actor_id=None, metadata={"memory_type": "episodic"}, created_at=to_iso(now), timestamp=to_iso(now),
+            expires_at=None,
+        )  # fmt: skip
+        assert store.add_summary(summary, [walk, run], now) == [walk, run]
+        store.record_access({b: (2, to_iso(now)), walk: (1, to_iso(now))})
+
+
 @pytest.fixture
 def embedded(run: Cli) -> Cli:
-    """``run``'s home holding a filled SQLite store."""
+    """``run``'s home holding a filled SQLite store, consolidated in part."""
     llm, clock = FakeLLM(), FrozenClock(datetime(2026, 5, 12, 9, 30, tzinfo=UTC))
     config = {"extraction": {"related_threshold": -1.0}}
     with Memory(run.home / "memlane.db", embedder=HashEmbedder(), llm=llm, clock=clock, config=config) as m:
         fill(m, llm, clock)
+    consolidated(SQLiteStore(run.home / "memlane.db", busy_timeout=5.0, durability="normal"), clock)
     return run
 
 
@@ -225,8 +260,15 @@ def test_copy_moves_everything_record_by_record(embedded: Cli, postgres_url: str
     assert any(kind == "entity" for kind, _ in graph)
     assert any(r["version_of"] for r in rows.values()) and any(r["expires_at"] for r in rows.values())
     assert any(r["sources"] for r in rows.values() if not r["conversational"])
-    assert sum(bool(r["prev_id"]) for r in rows.values()) == 2
-    assert {e["event"] for h in history.values() for e in h["events"]} == {"ADD", "UPDATE", "DELETE"}
+    assert sum(bool(r["prev_id"]) for r in rows.values() if r["agent_id"] != "diet") == 2
+    assert {e["event"] for h in history.values() for e in h["events"]} == {"ADD", "UPDATE", "DELETE", "MERGE",
+                                                                          "ARCHIVE"}  # fmt: skip
+    assert {r.get("state") for r in rows.values()} == {None, "merged", "archived"}
+    merged = {r["id"]: r["merged_into"] for r in rows.values() if r.get("state") == "merged"}
+    order = list(rows)  # export order
+    assert any(target in rows and order.index(target) > order.index(mid) for mid, target in merged.items())
+    assert any([e["event"] for e in h["events"]] == ["ADD", "MERGE", "DELETE"] for h in history.values())
+    assert rows["summary-1"]["summarises"] and any(r.get("retrievals") for r in rows.values())
     assert any(e["redacted"] for h in history.values() for e in h["events"])
     assert set(history) - {r["version_of"] or r["id"] for r in rows.values()}  # deleted memories: history only
 
@@ -245,6 +287,10 @@ def test_copy_moves_everything_record_by_record(embedded: Cli, postgres_url: str
         # and it answers like the source
         found = target.search("where does the user live", user_id="alice", agent_id="coach")["results"]
         assert found[0]["memory"] == "The user moved from Berlin to Oslo."
+        # merged and archived memories stay out of search, and get finds them
+        hits = [h["memory"] for h in target.search("sushi tea parking", **DIET.as_dict())["results"]]
+        assert "I love sushi" not in hits and "i like tea!" not in hits and "old parking spot 7" not in hits
+        assert {target.get(mid)["state"] for mid in merged} == {"merged"}
         assert target.search("Ben Nevis", user_id="alice", as_of="2026-05-11T00:00:00Z")["results"]
 
     again = embedded.json("copy", "--to-database-url", postgres_url, expect=6)
@@ -376,3 +422,25 @@ def test_serve_database_url_stores_in_postgres(served: str, postgres_url: str, t
         count = conn.execute("SELECT count(*) FROM memlane.memories WHERE user_id = 'dana'").fetchone()
         assert count is not None and count[0] == 3
     assert not (tmp_path / "home" / "memlane.db").exists()
+
+
+def test_copy_batches_stretch_over_the_memories_a_batch_names(tmp_path: Path) -> None:
+    """A memory merged into a later one is copied in the same batch as it; deleted memories come first."""
+
+    def row(mid: str, **extra: Any) -> dict[str, Any]:
+        return {"type": "memory", "id": mid, **extra}
+
+    def history(mid: str) -> dict[str, Any]:
+        return {"type": "history", "memory_id": mid, "events": []}
+
+    records = [
+        {"type": "memlane-export"}, row("a", merged_into="d"), row("b"), row("c"), row("d"), row("e"),
+        row("f", merged_into="gone"), row("s", summarises=["b", "g"]), row("g"), history("a"), history("gone"),
+    ]  # fmt: skip
+    spool = _Spool(str(tmp_path))
+    try:
+        assert spool.fill(records) == 9
+        batches = [(count, [r.get("id") or r["memory_id"] for r in batch[1:]]) for count, batch in spool.batches(1)]
+    finally:
+        spool.close()
+    assert batches == [(1, ["gone"]), (4, ["a", "b", "c", "d", "a"]), (1, ["e"]), (1, ["f"]), (2, ["s", "g"])]

@@ -38,7 +38,9 @@ def export_records(
     open_store: Callable[[], Store], embedder: Embedder, scope: Scope | None, now: datetime
 ) -> Iterator[dict[str, Any]]:
     """The header, every memory row of ``scope`` (all when None) by row id, its entities and
-    relations by id, then each memory's history.
+    relations by id, then each memory's history. Consolidation's states, summary links and
+    search statistics go on the memory records; profiles are not exported (consolidation
+    rebuilds them).
 
     ``open_store`` runs on the first ``next()``, so building the iterator does no I/O.
     """

@@ -6,6 +6,11 @@ every row of a memory (current text and past versions) together with its history
 export lists all rows first and all history last; so the export is first spooled to a temporary
 SQLite file on disk, grouped by memory there, and read back a batch of memories at a time. Memory
 use stays bounded by the batch, whatever the size of the store.
+
+Batches keep the export's order (a message's predecessor is copied before it), with the deleted
+memories (history only) first. A memory that names a later one (a merged memory's
+``merged_into``, a summary's ``summarises``) stretches its batch to cover that memory, so the
+import finds every such link's target in the batch or in the store already.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class _Spool:
             "CREATE TABLE history (memory_id TEXT PRIMARY KEY, record TEXT NOT NULL);"
             "CREATE TABLE groups (ord INTEGER PRIMARY KEY, memory_id TEXT NOT NULL UNIQUE);"
             "CREATE TABLE graph (pos INTEGER PRIMARY KEY, record TEXT NOT NULL);"
+            "CREATE TABLE refs (memory_id TEXT NOT NULL, target TEXT NOT NULL);"
         )
         self.header: dict[str, Any] | None = None
 
@@ -72,10 +78,14 @@ class _Spool:
         rows: list[tuple[int, str, str]] = []
         events: list[tuple[str, str]] = []
         graph: list[tuple[int, str]] = []
+        refs: list[tuple[str, str]] = []
         for pos, record in enumerate(records):
             kind = record.get("type")
             if kind == "memory":
-                rows.append((pos, str(record.get("version_of") or record.get("id")), json.dumps(record)))
+                memory_id = str(record.get("version_of") or record.get("id"))
+                rows.append((pos, memory_id, json.dumps(record)))
+                targets = [record.get("merged_into"), *(record.get("summarises") or ())]
+                refs += [(memory_id, str(t)) for t in targets if t is not None]
             elif kind == "history":
                 events.append((str(record.get("memory_id")), json.dumps(record)))
             elif kind in ("entity", "relation"):  # entities come before the relations linking them
@@ -84,27 +94,37 @@ class _Spool:
                 self.header = dict(record)
             else:
                 raise InvalidRequest(f"export record {pos + 1} has an unexpected type {kind!r}")
-            if len(rows) + len(events) + len(graph) >= _SPOOL_CHUNK:
-                self._flush(rows, events, graph)
-        self._flush(rows, events, graph)
-        # A memory's place is its first row's, so a message's predecessor is copied before it.
+            if len(rows) + len(events) + len(graph) + len(refs) >= _SPOOL_CHUNK:
+                self._flush(rows, events, graph, refs)
+        self._flush(rows, events, graph, refs)
+        # Deleted memories first (a merged memory may name one); then a memory's place is its
+        # first row's, so a message's predecessor is copied before it.
         self.conn.executescript(
             "CREATE INDEX rows_memory ON rows (memory_id);"
+            "INSERT INTO groups (memory_id) SELECT memory_id FROM history "
+            "WHERE memory_id NOT IN (SELECT memory_id FROM rows) ORDER BY memory_id;"
             "INSERT INTO groups (memory_id) SELECT memory_id FROM rows GROUP BY memory_id ORDER BY MIN(pos);"
-            "INSERT OR IGNORE INTO groups (memory_id) SELECT memory_id FROM history ORDER BY memory_id;"
+            "CREATE TABLE spans AS SELECT DISTINCT a.ord AS source, b.ord AS target FROM refs "
+            "JOIN groups a ON a.memory_id = refs.memory_id JOIN groups b ON b.memory_id = refs.target "
+            "WHERE b.ord > a.ord;"
+            "CREATE INDEX spans_source ON spans (source);"
         )
         self.conn.commit()
         return int(self.conn.execute("SELECT count(*) FROM groups").fetchone()[0])
 
     def _flush(
-        self, rows: list[tuple[int, str, str]], events: list[tuple[str, str]], graph: list[tuple[int, str]]
+        self,
+        rows: list[tuple[int, str, str]],
+        events: list[tuple[str, str]],
+        graph: list[tuple[int, str]],
+        refs: list[tuple[str, str]],
     ) -> None:
         self.conn.executemany("INSERT INTO rows (pos, memory_id, record) VALUES (?, ?, ?)", rows)
         self.conn.executemany("INSERT INTO history (memory_id, record) VALUES (?, ?)", events)
         self.conn.executemany("INSERT INTO graph (pos, record) VALUES (?, ?)", graph)
-        rows.clear()
-        events.clear()
-        graph.clear()
+        self.conn.executemany("INSERT INTO refs (memory_id, target) VALUES (?, ?)", refs)
+        for pending in (rows, events, graph, refs):
+            pending.clear()
 
     def batches(self, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """``(memories, records)`` for up to ``size`` memories at a time: header, rows, then history;
@@ -119,16 +139,29 @@ class _Spool:
             head = [self.header] if self.header is not None else []
             yield 0, head + [json.loads(row[1]) for row in chunk]
 
+    def _end(self, after: int, size: int) -> int | None:
+        """The last group of the batch after ``after``: ``size`` groups on, stretched over every later
+        group a memory of the batch names (None when no group is left)."""
+        last = self.conn.execute(
+            "SELECT max(ord) FROM (SELECT ord FROM groups WHERE ord > ? ORDER BY ord LIMIT ?)", (after, size)
+        ).fetchone()[0]
+        while last is not None:
+            further = self.conn.execute(
+                "SELECT max(target) FROM spans WHERE source > ? AND source <= ?", (after, last)
+            ).fetchone()[0]
+            if further is None or further <= last:
+                break
+            last = further
+        return None if last is None else int(last)
+
     def _memory_batches(self, size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         after = 0
         while True:
-            last = self.conn.execute(
-                "SELECT max(ord), count(*) FROM (SELECT ord FROM groups WHERE ord > ? ORDER BY ord LIMIT ?)",
-                (after, size),
-            ).fetchone()
-            if not last[1]:
+            end = self._end(after, size)
+            if end is None:
                 return
-            span = (after, int(last[0]))
+            span = (after, end)
+            count = self.conn.execute("SELECT count(*) FROM groups WHERE ord > ? AND ord <= ?", span).fetchone()[0]
             records = [self.header] if self.header is not None else []
             for sql in (
                 "SELECT r.record FROM rows r JOIN groups g USING (memory_id) WHERE g.ord > ? AND g.ord <= ? "
@@ -137,7 +170,7 @@ class _Spool:
                 "ORDER BY g.ord",
             ):
                 records += [json.loads(row[0]) for row in self.conn.execute(sql, span)]
-            yield int(last[1]), records
+            yield int(count), records
             after = span[1]
 
     def close(self) -> None:
@@ -203,7 +236,7 @@ def copy(
     batch_size: int,
     progress: bool | None,
 ) -> None:
-    """Copy every memory, with its history, past versions and sources, into a PostgreSQL store."""
+    """Copy every memory, with its history, past versions, sources, graph and consolidation, into a PostgreSQL store."""
     source = state.backend()
     target = _target(state, source, to_database_url, to_schema)
     origin = state.url or _where(state)

@@ -20,13 +20,30 @@ before it), current memories, past versions and expired memories alike::
 
 - ``id`` is the row's own id. A past version (kept when reconciliation superseded or invalidated
   a fact; only ``search(as_of=...)`` sees it) has its own id, ``version_of`` = its memory's id and
-  ``valid_until`` = when it stopped being true: the two are set together or not at all.
+  ``valid_until`` = when it stopped being true: the two are set together or not at all (but for
+  a merged or archived memory, below).
 - ``prev_id``: the message this one follows in its conversation (search shows a reply as context
   of the message it answers), or null.
 - ``sources``: the messages the memory was extracted from, oldest first; carried by one row per
   memory (the current row, or the newest past version of a memory that has none).
 - ``conversational``: the row is a chat message stored verbatim (it has a ``role``).
 - ``hash`` is ``content_hash(memory)``; import checks it (drop it to have it recomputed).
+- Consolidation (``Memory.consolidate``) adds up to five keys, each written only when set, so an
+  export of a store never consolidated reads exactly as before (and older memlane imports it)::
+
+      "state": "merged", "merged_into": "<memory id>", "summarises": ["<memory id>", …],
+      "retrievals": 3, "last_retrieved": "…"
+
+  ``state`` is ``"merged"`` or ``"archived"`` (absent or null: active). A merged or archived
+  memory keeps its row, with ``valid_until`` = when it was merged or archived and no
+  ``version_of``: the one case where ``valid_until`` comes alone. Search leaves it out, ``get``
+  finds it. ``merged_into`` (only with ``"merged"``) names the memory that absorbed it.
+  ``summarises`` lists the memories an episodic summary links to; ``retrievals`` and
+  ``last_retrieved`` (together) count how often search returned the memory. The last two belong
+  to the memory and travel on the row that carries its ``sources``. ``merged_into`` and
+  ``summarises`` name memories of the record's own scope (import refuses another scope's) and
+  are left out on import when neither the import nor the store holds that memory (as graph
+  links are). Profiles do not travel: consolidation rebuilds them from the memories.
 - No vector and no analysed text: import embeds ``"{actor_id}: {memory}"`` (just ``memory``
   without an actor) with the importing ``Memory``'s embedder, exactly as ``add`` does.
 
@@ -56,6 +73,9 @@ first, each with every ``HistoryEvent`` field but the store-local ``id``::
      "old_memory": null, "new_memory": "…", "created_at": "…", "effective_at": "…",
      "user_id": "alice", "agent_id": null, "run_id": null, "redacted": false}]}
 
+``event`` is ``ADD``, ``UPDATE``, ``DELETE``, ``MERGE`` (consolidation merged the memory into
+another: ``new_memory`` is the text it joined) or ``ARCHIVE``.
+
 Times are ISO 8601 strings; import normalises them to memlane's fixed-width UTC form. On import
 a memory record needs ``id``, ``memory``, ``created_at`` and one scope id; the other keys
 default (``updated_at`` and ``timestamp`` to ``created_at``, ``metadata`` to ``{}``, the rest to
@@ -72,7 +92,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from memlane.core.filters import to_iso
 from memlane.core.graph import Entity, Relation, normalise_predicate
@@ -101,7 +121,7 @@ _HEADER_KEYS = {"type", "format", "embedder", "dimension", "exported_at"}
 _MEMORY_KEYS = {
     "type", "id", "memory", "hash", "user_id", "agent_id", "run_id", "role", "actor_id", "metadata",
     "created_at", "updated_at", "timestamp", "expires_at", "version_of", "valid_until", "conversational",
-    "prev_id", "sources",
+    "prev_id", "sources", "state", "merged_into", "summarises", "retrievals", "last_retrieved",
 }  # fmt: skip
 _EVENT_KEYS = {
     "memory_id", "event", "old_memory", "new_memory", "created_at", "effective_at", "user_id", "agent_id",
@@ -118,6 +138,8 @@ _RELATION_KEYS = {
 }  # fmt: skip
 _MAX_NAME = 1000
 _MAX_ID = 256
+_EVENTS = ("ADD", "UPDATE", "DELETE", "MERGE", "ARCHIVE")
+_STATES = ("merged", "archived")
 
 
 # -- records out ------------------------------------------------------------------------------
@@ -128,8 +150,8 @@ def header_record(embedder_id: str, dimension: int, exported_at: str) -> dict[st
 
 
 def memory_record(m: PortableMemory) -> dict[str, Any]:
-    """A memory row as a JSON-able record."""
-    return {
+    """A memory row as a JSON-able record (consolidation's keys only when set)."""
+    record: dict[str, Any] = {
         "type": "memory", "id": m.id, "memory": m.memory, "hash": m.hash, "user_id": m.user_id,
         "agent_id": m.agent_id, "run_id": m.run_id, "role": m.role, "actor_id": m.actor_id,
         "metadata": m.metadata, "created_at": m.created_at, "updated_at": m.updated_at, "timestamp": m.timestamp,
@@ -138,6 +160,15 @@ def memory_record(m: PortableMemory) -> dict[str, Any]:
         "sources": [{"role": s.role, "name": s.name, "content": s.content, "timestamp": s.timestamp}
                     for s in m.sources],
     }  # fmt: skip
+    if m.state is not None:
+        record["state"] = m.state
+    if m.merged_into is not None:
+        record["merged_into"] = m.merged_into
+    if m.summarises:
+        record["summarises"] = list(m.summarises)
+    if m.retrievals:
+        record["retrievals"], record["last_retrieved"] = m.retrievals, m.last_retrieved
+    return record
 
 
 def history_record(memory_id: str, events: Sequence[PortableEvent]) -> dict[str, Any]:
@@ -282,7 +313,7 @@ def _sources(f: _Fields) -> list[SourceMessage]:
     return out
 
 
-def _memory(f: _Fields) -> PortableMemory:
+def _memory(f: _Fields, number: int) -> PortableMemory:
     text = f.text("memory")
     digest = content_hash(text)
     if f.data.get("hash") is not None and f.data.get("hash") != digest:
@@ -297,8 +328,8 @@ def _memory(f: _Fields) -> PortableMemory:
         raise InvalidRequest(f"{f.where}: {exc}") from None
     created = f.time("created_at")
     version_of, valid_until = f.ident("version_of"), f.optional_time("valid_until")
-    if (version_of is None) != (valid_until is None):
-        raise f.fail("valid_until", "and version_of go together: a past version has both, a current memory neither")
+    state, merged_into = _state(f, version_of, valid_until)
+    retrievals, last_retrieved = _access(f)
     role = f.ident("role")
     return PortableMemory(
         id=str(f.ident("id", required=True)), memory=text, hash=digest, user_id=scope["user_id"],
@@ -307,15 +338,55 @@ def _memory(f: _Fields) -> PortableMemory:
         updated_at=f.time("updated_at", created), timestamp=f.time("timestamp", created),
         expires_at=f.optional_time("expires_at"), version_of=version_of, valid_until=valid_until,
         conversational=f.flag("conversational", role is not None), prev_id=f.ident("prev_id"), sources=_sources(f),
+        state=state, merged_into=merged_into, summarises=_names(f, "summarises", _MAX_ID), retrievals=retrievals,
+        last_retrieved=last_retrieved, record=number,
     )  # fmt: skip
+
+
+def _state(
+    f: _Fields, version_of: str | None, valid_until: str | None
+) -> tuple[Literal["merged", "archived"] | None, str | None]:
+    """``(state, merged_into)``; checks them against ``version_of`` and ``valid_until``."""
+    state = f.data.get("state")
+    merged_into = f.ident("merged_into")
+    if state is None:
+        if (version_of is None) != (valid_until is None):
+            raise f.fail("valid_until", "and version_of go together: a past version has both, a current memory neither")
+        if merged_into is not None:
+            raise f.fail("merged_into", "is set but state is not 'merged'")
+        return None, None
+    if state not in _STATES:
+        raise f.fail("state", f"must be 'merged', 'archived' or null, got {state!r}")
+    if version_of is not None:
+        raise f.fail("state", "is set on a past version: only a memory's current row is merged or archived")
+    if valid_until is None:
+        raise f.fail("valid_until", f"is missing: a {state} memory has valid_until = when it was {state}")
+    if merged_into is not None and state != "merged":
+        raise f.fail("merged_into", "is set but state is not 'merged'")
+    if merged_into is not None and merged_into == f.data.get("id"):
+        raise f.fail("merged_into", "is the memory's own id")
+    return ("merged" if state == "merged" else "archived"), merged_into
+
+
+def _access(f: _Fields) -> tuple[int, str | None]:
+    """``(retrievals, last_retrieved)``: both set (a positive count) or neither."""
+    count = f.data.get("retrievals")
+    last = f.optional_time("last_retrieved")
+    if count is None and last is None:
+        return 0, None
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise f.fail("retrievals", f"must be a positive integer with last_retrieved, got {count!r}")
+    if last is None:
+        raise f.fail("last_retrieved", "is missing: retrievals and last_retrieved go together")
+    return count, last
 
 
 def _event(f: _Fields, memory_id: str) -> PortableEvent:
     if f.data.get("memory_id", memory_id) != memory_id:
         raise f.fail("memory_id", f"is {f.data.get('memory_id')!r} in a history record of {memory_id!r}")
     kind = f.data.get("event")
-    if kind not in ("ADD", "UPDATE", "DELETE"):
-        raise f.fail("event", f"must be 'ADD', 'UPDATE' or 'DELETE', got {kind!r}")
+    if kind not in _EVENTS:
+        raise f.fail("event", f"must be one of {', '.join(map(repr, _EVENTS))}, got {kind!r}")
     created = f.time("created_at")
     redacted = f.flag("redacted", False)
     old, new = f.optional_text("old_memory"), f.optional_text("new_memory")
@@ -442,7 +513,7 @@ def parse_records(records: Iterable[Mapping[str, Any]]) -> ParsedRecords:
                 raise InvalidRequest(f"{where}: the {HEADER} header may only be the first record")
             header = _header(_Fields(record, where, _HEADER_KEYS))
         elif kind == "memory":
-            memory = _memory(_Fields(record, where, _MEMORY_KEYS))
+            memory = _memory(_Fields(record, where, _MEMORY_KEYS), number)
             if memory.id in seen_ids:
                 raise InvalidRequest(f"{where}: id {memory.id!r} already came in record {seen_ids[memory.id]}")
             seen_ids[memory.id] = number

@@ -200,6 +200,11 @@ class PortableMemory:
     ``rid`` is the store-local row position an export pages by (0 on import). ``search_text``,
     ``embedding`` and ``passages`` are filled by the importing ``Memory`` (empty on export: they
     depend on the embedder and the passage size, and import recomputes them).
+
+    Consolidation: ``state`` ("merged" or "archived"; None when active) and ``merged_into`` are
+    the row's own; ``summarises`` (the ids an episodic summary links to) and ``retrievals`` /
+    ``last_retrieved`` (search statistics) belong to the memory and travel on the row that
+    carries its sources.
     """
 
     id: str
@@ -222,6 +227,13 @@ class PortableMemory:
     sources: list[SourceMessage] = field(default_factory=list)
     rid: int = 0
     search_text: str = ""
+    state: Literal["merged", "archived"] | None = None
+    merged_into: str | None = None
+    summarises: list[str] = field(default_factory=list)
+    retrievals: int = 0
+    last_retrieved: str | None = None
+    # Its record number in an import (for error messages; 0 when unknown).
+    record: int = field(default=0, compare=False)
     # Not compared: equal records are equal whatever vector an embedder gave them.
     embedding: Vector = field(default_factory=lambda: np.zeros(0, dtype=np.float32), compare=False)
     passages: list[NewPassage] = field(default_factory=list, compare=False)
@@ -238,7 +250,7 @@ class PortableEvent:
     (an export pages by ``(memory_id, seq)``; ignored on import)."""
 
     memory_id: str
-    event: Literal["ADD", "UPDATE", "DELETE"]
+    event: Literal["ADD", "UPDATE", "DELETE", "MERGE", "ARCHIVE"]
     old_memory: str | None
     new_memory: str | None
     created_at: str

@@ -33,7 +33,8 @@ __all__ = ["Importer", "export_page", "history_page"]
 _CHUNK = 500
 _PAGE_COLUMNS = (
     "m.rid, m.id, m.user_id, m.agent_id, m.run_id, m.actor_id, m.role, m.memory, m.hash, m.metadata, "
-    "m.created_at, m.updated_at, m.timestamp, m.expires_at, m.version_of, m.valid_until, p.id"
+    "m.created_at, m.updated_at, m.timestamp, m.expires_at, m.version_of, m.valid_until, p.id, m.state, "
+    "m.merged_into"
 )
 
 
@@ -68,7 +69,7 @@ def export_page(tx: Tx, scope: Scope | None, after_rid: int, limit: int) -> list
             role=r[6], actor_id=none(r[5]), metadata=json.loads(r[9]) if isinstance(r[9], str) else r[9],
             created_at=r[10], updated_at=r[11],
             timestamp=r[12], expires_at=r[13], version_of=r[14], valid_until=r[15], conversational=r[6] is not None,
-            prev_id=r[16], rid=r[0],
+            prev_id=r[16], rid=r[0], state=r[17], merged_into=r[18],
         )
         for r in rows
     ]  # fmt: skip
@@ -82,6 +83,12 @@ def export_page(tx: Tx, scope: Scope | None, after_rid: int, limit: int) -> list
         )
         for memory_id, role, name, content, timestamp in found:
             carriers[memory_id].sources.append(SourceMessage(role, name, content, timestamp))
+        sql = "SELECT memory_id, linked_id FROM memory_links WHERE memory_id IN ({marks}) ORDER BY 1, 2"
+        for memory_id, linked_id in _select_in(tx, sql, carriers):
+            carriers[memory_id].summarises.append(linked_id)
+        sql = "SELECT memory_id, retrievals, last_retrieved FROM memory_access WHERE memory_id IN ({marks})"
+        for memory_id, retrievals, last in _select_in(tx, sql, carriers):
+            carriers[memory_id].retrievals, carriers[memory_id].last_retrieved = int(retrievals), last
     return page
 
 
@@ -144,6 +151,11 @@ class Importer:
     the first one raises before anything is written; with ``"skip"`` the conflicting memory is
     left out whole: all its rows and its history. Then rows, provenance and history are written
     in input order, so the store keeps their relative order.
+
+    A merged or archived row keeps its state and takes no part in the text-duplicate check (only
+    active memories hold their text, as the ``memories_dedupe`` index says). Its ``merged_into``
+    and a summary's ``summarises`` must name memories of its own scope (``record N: ...``
+    otherwise); one that neither the import nor the store holds, as rows or history, is left out.
     """
 
     def __init__(self, tx: Tx, now_iso: str, on_conflict: Literal["error", "skip"]) -> None:
@@ -173,18 +185,20 @@ class Importer:
             self.tx.lock_scope(scope)
         skip = self._conflicts(memories, events)
         kept = [m for m in memories if m.memory_id not in skip]
+        written = [e for e in events if e.memory_id not in skip]
+        links = self._consolidation_links(kept, written)
         pending = {m.id for m in kept}
         late: list[tuple[str, str]] = []
         for m in kept:
             pending.discard(m.id)
             if m.prev_id is not None and m.prev_id in pending:
                 late.append((m.id, m.prev_id))  # follows a row stored after it (rare: reused row ids)
-            self._rids[m.id] = self._insert(m, self._prev_rid(m.prev_id, pending))
+            self._rids[m.id] = self._insert(m, self._prev_rid(m.prev_id, pending), links.get(m.id))
             self._link(m)
         for mid, prev_id in late:
             self.tx.execute("UPDATE memories SET prev_rid = ? WHERE rid = ?", (self._rids[prev_id], self._rids[mid]))
+        self._consolidation(kept, links)
         GraphImporter(self.tx, self.on_conflict, kept).run(entities, relations)
-        written = [e for e in events if e.memory_id not in skip]
         self.tx.executemany(
             "INSERT INTO history (memory_id, event, old_memory, new_memory, created_at, effective_at, user_id, "
             "agent_id, run_id, redacted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -224,8 +238,8 @@ class Importer:
             if m.id in known or m.memory_id in known:
                 self._conflict(skip, m.memory_id, f"memory {m.memory_id!r} already exists in this store")
                 continue
-            if m.version_of is not None:
-                continue
+            if m.version_of is not None or m.state is not None:
+                continue  # only active memories hold their text
             key = (*_scope(m), m.actor_id or "", m.hash)
             clash = live_duplicate(self.tx, key)
             other = clash[0] if clash is not None else taken.get(key)
@@ -252,14 +266,71 @@ class Importer:
         row = self.tx.execute("SELECT rid FROM memories WHERE id = ?", (prev_id,)).fetchone()
         return int(row[0]) if row is not None else None
 
-    def _insert(self, m: PortableMemory, prev_rid: int | None) -> int:
+    def _consolidation_links(
+        self, kept: Sequence[PortableMemory], events: Sequence[PortableEvent]
+    ) -> dict[str, tuple[str | None, list[str]]]:
+        """Row id -> ``(merged_into, summarises)`` as written: links to memories held nowhere left out.
+
+        Raises:
+            InvalidRequest: a link names a memory of another scope (``record N: ...``).
+        """
+        wanted = {m.merged_into for m in kept if m.merged_into} | {i for m in kept for i in m.summarises}
+        if not wanted:
+            return {}
+        held = {m.memory_id: _scope(m) for m in kept}
+        for e in events:
+            held.setdefault(e.memory_id, _scope(e))
+        for sql in (
+            "SELECT COALESCE(version_of, id), user_id, agent_id, run_id FROM memories WHERE id IN ({marks})",
+            "SELECT version_of, user_id, agent_id, run_id FROM memories WHERE version_of IN ({marks})",
+            "SELECT memory_id, user_id, agent_id, run_id FROM history WHERE memory_id IN ({marks})",
+        ):
+            for r in _select_in(self.tx, sql, sorted(wanted - set(held))):
+                held.setdefault(r[0], (r[1], r[2], r[3]))
+        out: dict[str, tuple[str | None, list[str]]] = {}
+        for m in kept:
+            if m.merged_into is None and not m.summarises:
+                continue
+            where = f"record {m.record}: " if m.record else f"memory {m.id!r}: "
+            ok = [t for t in (m.merged_into, *m.summarises) if t is not None and self._same_scope(held, t, m, where)]
+            out[m.id] = (m.merged_into if m.merged_into in ok else None, [i for i in m.summarises if i in ok])
+        return out
+
+    @staticmethod
+    def _same_scope(held: dict[str, tuple[str, str, str]], target: str, m: PortableMemory, where: str) -> bool:
+        """True when ``target`` is held in ``m``'s scope; False when held nowhere (leave the link out)."""
+        scope = held.get(target)
+        if scope is None:
+            return False
+        if scope != _scope(m):
+            field = "merged_into" if target == m.merged_into else "summarises"
+            raise InvalidRequest(
+                f"{where}{field} names memory {target!r} of another scope: consolidation never spans scopes"
+            )
+        return True
+
+    def _consolidation(self, kept: Sequence[PortableMemory], links: dict[str, tuple[str | None, list[str]]]) -> None:
+        """Write the summaries' links and the memories' search statistics."""
+        self.tx.executemany(
+            "INSERT INTO memory_links (memory_id, linked_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(m.memory_id, i) for m in kept if m.id in links for i in links[m.id][1]],
+        )
+        self.tx.executemany(
+            "INSERT INTO memory_access (memory_id, retrievals, last_retrieved) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [(m.memory_id, m.retrievals, m.last_retrieved) for m in kept if m.retrievals and m.last_retrieved],
+        )
+
+    def _insert(
+        self, m: PortableMemory, prev_rid: int | None, links: tuple[str | None, list[str]] | None = None
+    ) -> int:
         rid = self.tx.insert(
             "INSERT INTO memories (id, user_id, agent_id, run_id, actor_id, role, memory, search_text, n_terms, "
             "hash, metadata, created_at, updated_at, timestamp, expires_at, prev_rid, embedding, version_of, "
-            "valid_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "valid_until, state, merged_into) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (m.id, *_scope(m), m.actor_id or "", m.role, m.memory, m.search_text, len(m.search_text.split()), m.hash,
              json.dumps(m.metadata, ensure_ascii=False), m.created_at, m.updated_at, m.timestamp, m.expires_at,
-             prev_rid, self.tx.vector(m.embedding), m.version_of, m.valid_until),
+             prev_rid, self.tx.vector(m.embedding), m.version_of, m.valid_until, m.state,
+             links[0] if links is not None else None),
             "rid",
         )  # fmt: skip
         insert_passages(self.tx, rid, m.passages)

@@ -27,7 +27,7 @@ _BOB = Scope(user_id="bob")
 
 def _plain(m: PortableMemory) -> dict[str, Any]:
     """A row's portable fields (no store-local row id, no embedder-specific vector or analysed text)."""
-    skip = {"rid", "embedding", "search_text"}
+    skip = {"rid", "embedding", "search_text", "record"}
     return {f.name: getattr(m, f.name) for f in dataclasses.fields(m) if f.name not in skip}
 
 
@@ -36,7 +36,8 @@ def _event(e: PortableEvent) -> PortableEvent:
 
 
 class ExportContract(ContractHelpers):
-    """Export pages and import of every kind of row: conversation links, versions, sources, history."""
+    """Export pages and import of every kind of row: conversation links, versions, sources, history,
+    and consolidation's states, links and statistics."""
 
     def build(self, store: StoreUnderTest) -> dict[str, str]:
         """A store with every kind of row and history; returns the ids by name."""
@@ -228,3 +229,112 @@ class ExportContract(ContractHelpers):
         assert [s["content"] for s in store.sources("a")] == ["first", "shared"]
         assert [s["content"] for s in store.sources("b")] == ["older", "shared"]
         assert [m.sources for m in self.export(store)[0]] == [[first, shared], [older, shared]]
+
+    # -- consolidation: merged and archived rows, summaries, access statistics -------------------
+    def consolidated(self, store: StoreUnderTest) -> dict[str, str]:
+        """A store where consolidation merged, archived and summarised, with search statistics."""
+        names = ["kept", "merged", "archived", "walk", "run", "plain"]
+        texts = ["I love sushi", "i love sushi!", "old parking spot 7", "walked the dog at dawn",
+                 "went for a run at noon", "likes green tea"]  # fmt: skip
+        ids = dict(zip(names, self.add(store, *texts), strict=True))
+        ids["bob"] = self.add(store, "bob rides a bike", user_id="bob")[0]
+        merged = store.merge(ALICE, (ids["kept"], content_hash(texts[0])), [(ids["merged"], content_hash(texts[1]))],
+                             _LATER)  # fmt: skip
+        assert merged is not None and merged.merged == (ids["merged"],)
+        assert store.archive(ALICE, [(ids["archived"], content_hash(texts[2]))], _LATER) == [ids["archived"]]
+        summary = self.fact("Exercised twice on Monday", when=_LATER, metadata={"memory_type": "episodic"})
+        assert store.add_summary(summary, [ids["walk"], ids["run"]], _LATER) == [ids["walk"], ids["run"]]
+        ids["summary"] = summary.id
+        store.record_access({ids["kept"]: (3, to_iso(_LATER)), ids["walk"]: (1, to_iso(T0))})
+        return ids
+
+    def test_consolidated_store_round_trips(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        ids = self.consolidated(store)
+        rows, events = self.export(store, None, page=3)
+        by_id = {m.id: m for m in rows}
+        assert (by_id[ids["merged"]].state, by_id[ids["merged"]].merged_into) == ("merged", ids["kept"])
+        assert by_id[ids["merged"]].valid_until == to_iso(_LATER) and by_id[ids["merged"]].version_of is None
+        assert (by_id[ids["archived"]].state, by_id[ids["archived"]].merged_into) == ("archived", None)
+        assert by_id[ids["summary"]].summarises == sorted([ids["walk"], ids["run"]])
+        assert (by_id[ids["kept"]].retrievals, by_id[ids["kept"]].last_retrieved) == (3, to_iso(_LATER))
+        assert {e.event for e in events} == {"ADD", "MERGE", "ARCHIVE"}
+        store.reset()
+        store = self.opened(store_factory)
+        outcome = store.import_records(self.importable(rows), events, on_conflict="error", now=_LATER)
+        assert tuple(outcome) == (len(rows), 0, len(events))
+        again, events_again = self.export(store, None, page=2)
+        assert [_plain(m) for m in again] == [_plain(m) for m in rows]
+        assert [_event(e) for e in events_again] == [_event(e) for e in events]
+        # Merged and archived memories stay out of search; get still finds them.
+        assert self.keyword_ids(store, "sushi", now=_LATER) == [ids["kept"]]
+        assert ids["archived"] not in self.dense_ids(store, "old parking spot 7", now=_LATER)
+        assert self.keyword_ids(store, "parking", now=_LATER) == []
+        merged, archived = store.get(ids["merged"]), store.get(ids["archived"])
+        assert merged is not None and (merged.state, merged.merged_into) == ("merged", ids["kept"])
+        assert archived is not None and archived.state == "archived"
+        assert [m.id for m in store.linked(ids["summary"])] == [ids["walk"], ids["run"]]
+        assert store.access([ids["kept"], ids["walk"], ids["run"]]) == {
+            ids["kept"]: (3, to_iso(_LATER)), ids["walk"]: (1, to_iso(T0)),
+        }  # fmt: skip
+        # Only active memories hold their text: adding the merged text again is a new memory.
+        assert [e for _, e in store.insert([self.row("i love sushi!")], _LATER)] == ["ADD"]
+
+    def test_import_of_consolidated_rows_checks_scopes_and_drops_dangling_links(
+        self, store_factory: StoreFactory
+    ) -> None:
+        store = self.opened(store_factory)
+        ids = self.consolidated(store)
+        rows, events = self.export(store, None, page=500)
+        store.reset()
+        store = self.opened(store_factory)
+        numbered = [dataclasses.replace(m, record=i + 2) for i, m in enumerate(self.importable(rows))]
+        position = next(i for i, m in enumerate(numbered) if m.id == ids["merged"])
+        across = [dataclasses.replace(m, merged_into=ids["bob"]) if i == position else m
+                  for i, m in enumerate(numbered)]  # fmt: skip
+        try:
+            store.import_records(across, events, on_conflict="error", now=_LATER)
+        except InvalidRequest as exc:
+            assert f"record {position + 2}: merged_into names memory {ids['bob']!r} of another scope" in str(exc)
+        else:
+            raise AssertionError("a merged_into across scopes was imported")
+        summary = next(i for i, m in enumerate(numbered) if m.id == ids["summary"])
+        across = [dataclasses.replace(m, summarises=[ids["walk"], ids["bob"]]) if i == summary else m
+                  for i, m in enumerate(numbered)]  # fmt: skip
+        with raises(InvalidRequest):
+            store.import_records(across, events, on_conflict="error", now=_LATER)
+        assert self.export(store)[0] == []  # nothing was written
+        # Links to memories held nowhere are left out; the rest imports.
+        dangling = [
+            dataclasses.replace(m, merged_into="gone") if m.id == ids["merged"]
+            else dataclasses.replace(m, summarises=[*m.summarises, "gone"]) if m.id == ids["summary"] else m
+            for m in numbered
+        ]  # fmt: skip
+        store.import_records(dangling, events, on_conflict="error", now=_LATER)
+        by_id = {m.id: m for m in self.export(store)[0]}
+        assert (by_id[ids["merged"]].state, by_id[ids["merged"]].merged_into) == ("merged", None)
+        assert by_id[ids["summary"]].summarises == sorted([ids["walk"], ids["run"]])
+
+    def test_import_of_merged_rows_skips_the_text_duplicate_check(self, store_factory: StoreFactory) -> None:
+        store = self.opened(store_factory)
+        ids = self.consolidated(store)
+        rows, events = self.export(store, None, page=500)
+        store.reset()
+        store = self.opened(store_factory)
+        # An active memory of the merged text is already in the store: the merged row still imports.
+        twin = self.add(store, "i love sushi!")[0]
+        outcome = store.import_records(self.importable(rows), events, on_conflict="error", now=_LATER)
+        assert tuple(outcome) == (len(rows), 0, len(events))
+        got = store.get(ids["merged"])
+        assert got is not None and got.state == "merged"
+        assert sorted(self.keyword_ids(store, "sushi", now=_LATER)) == sorted([twin, ids["kept"]])
+        # ... and an active row of that text in the import conflicts with the active twin, not the merged row.
+        text = "i love sushi!"
+        fresh = dataclasses.replace(
+            self.importable([r for r in rows if r.id == ids["plain"]])[0],
+            id="fresh",
+            memory=text,
+            hash=content_hash(text),
+        )
+        with raises(MemoryConflict):
+            store.import_records([fresh], [], on_conflict="error", now=_LATER)
