@@ -392,8 +392,9 @@ class Store(Protocol):
         entities: Sequence[PortableEntity] = (),
         relations: Sequence[PortableRelation] = (),
     ) -> ImportOutcome:
-        """Write embedded rows (ids, times, versions, ``prev_id`` links, sources), history events,
-        entities (with their mentions) and relations as they are, in one transaction.
+        """Write embedded rows (ids, times, versions, ``prev_id`` links, sources, consolidation
+        ``state`` / ``merged_into`` / summary links / retrieval counts), history events, entities
+        (with their mentions) and relations as they are, in one transaction.
 
         A memory conflicts when the store already knows its id (as a row, a past version's memory
         or in history) or when a current row duplicates the text of a current memory of its scope
