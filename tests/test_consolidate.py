@@ -151,6 +151,15 @@ def test_a_merge_joins_sources_and_entities_and_delete_takes_the_merged_too(make
     assert m.get_all(user_id="alice", include_merged=True)["results"] == []
 
 
+def test_a_restored_memory_is_kept_apart_from_then_on(make: Callable[..., Memory]) -> None:
+    m = make()
+    _, gone = said(m, "I love sushi!", "i love sushi")
+    m.consolidate(user_id="alice")
+    m.restore(gone)  # someone decided these two stay apart
+    assert m.consolidate(user_id="alice")["merged"] == []
+    assert texts(m) == ["I love sushi!", "i love sushi"]
+
+
 def test_adding_a_merged_text_again_makes_a_new_memory(make: Callable[..., Memory]) -> None:
     m = make()
     keep, gone = said(m, "I love sushi!", "i love sushi")

@@ -153,7 +153,7 @@ def _similar_groups(rows: Sequence[Row], threshold: float, size: int = 5) -> lis
     row's nearest unassigned neighbours at or above ``threshold``, oldest row first."""
     by_speaker: dict[tuple[str | None, str | None], list[Row]] = {}
     for r in rows:
-        if not r.episodic and len(r.embedding):
+        if not r.episodic and not r.kept_apart and len(r.embedding):
             by_speaker.setdefault((r.actor_id, r.role), []).append(r)
     groups = []
     for members in by_speaker.values():

@@ -5,7 +5,8 @@ data under ``--home``); with ``--url`` a ``MemoryClient`` talking to a memlane s
 same methods, results and errors, so every command is written once. ``--json`` prints the exact API
 return value as one JSON document (JSON lines for ``export``). See ``docs/cli.md``.
 
-Commands: add, search, list, get, update, delete, delete-all, history, reset, entities, entity, relations,
+Commands: add, search, list, get, update, delete, delete-all, history, reset, consolidate, profile,
+restore, entities, entity, relations,
 neighbours, path, export, import, import-mem0, migrate, copy, reembed, serve, mcp, keys (create, list,
 revoke), config, info. ``--database-url`` (or
 ``MEMLANE_DATABASE_URL``) puts the local store in PostgreSQL (see ``docs/postgres.md``).
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from memlane.cli._admin import COMMANDS as _ADMIN
 from memlane.cli._app import EXIT_CODES, cli, exit_code
+from memlane.cli._consolidate import COMMANDS as _CONSOLIDATE
 from memlane.cli._graph import COMMANDS as _GRAPH
 from memlane.cli._mcp import COMMANDS as _MCP
 from memlane.cli._mem0 import COMMANDS as _MEM0
@@ -41,7 +43,7 @@ from memlane.cli._transfer import COMMANDS as _TRANSFER
 
 __all__ = ["EXIT_CODES", "cli", "exit_code", "main"]
 
-for _command in (*_MEMORIES, *_GRAPH, *_TRANSFER, *_MEM0, *_POSTGRES, *_REEMBED, *_ADMIN, *_MCP):
+for _command in (*_MEMORIES, *_CONSOLIDATE, *_GRAPH, *_TRANSFER, *_MEM0, *_POSTGRES, *_REEMBED, *_ADMIN, *_MCP):
     cli.add_command(_command)
 
 

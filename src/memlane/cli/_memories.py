@@ -11,7 +11,6 @@ import click
 
 from memlane import MemoryItem, ScopeRequired
 from memlane.cli._app import State, fail_usage, json_object, pass_state, scope_options
-from memlane.cli._consolidate import COMMANDS as CONSOLIDATION
 from memlane.cli._output import emit_json, show_add, show_history, show_item, show_items, show_search
 
 __all__ = ["COMMANDS"]
@@ -266,5 +265,4 @@ def reset(state: State, yes: bool) -> None:
         click.echo("store reset: every memory and all history deleted")
 
 
-# The consolidation commands ride along: ``memlane.cli`` registers this module's COMMANDS.
-COMMANDS = (add, search, list_, get, update, delete, delete_all, history, reset, *CONSOLIDATION)
+COMMANDS = (add, search, list_, get, update, delete, delete_all, history, reset)

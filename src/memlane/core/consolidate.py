@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -93,7 +93,8 @@ class Row:
     """One active memory as consolidation sees it.
 
     ``last_active`` is the later of its last retrieval and its last change; ``episodic`` marks a
-    summary; ``summarised`` a memory some summary already covers.
+    summary; ``summarised`` a memory some summary already covers; ``kept_apart`` one that was
+    merged and then restored (a pass never merges it again).
     """
 
     id: str
@@ -110,7 +111,8 @@ class Row:
     last_active: str = ""
     episodic: bool = False
     summarised: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Merged once and restored by someone since: that was a "keep these apart"; it merges no more.
+    kept_apart: bool = False
 
 
 def _fold(word: str) -> str:
@@ -150,8 +152,8 @@ def merge_groups(rows: Sequence[Row], merge_cosine: float) -> list[list[Row]]:
     buckets: dict[tuple[Any, ...], list[Row]] = {}
     for row in rows:
         key = near_exact_key(row.memory)
-        if not key:
-            continue  # nothing but punctuation or fillers: leave it alone
+        if not key or row.kept_apart:
+            continue  # nothing but punctuation or fillers, or restored after a merge: leave it alone
         meta = repr(sorted(row.metadata.items())) if row.metadata else ""
         group_key = (key, row.actor_id, row.role, meta, row.expires_at, row.episodic)
         buckets.setdefault(group_key, []).append(row)

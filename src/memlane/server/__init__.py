@@ -7,9 +7,12 @@ so each worker builds the same ``Memory`` in :func:`app_from_env`.
 
 from __future__ import annotations
 
+import copy
 import logging
+import logging.config
 import os
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -113,6 +116,8 @@ def serve(
             log.warning("no API keys yet: every request will get 401; create one with `memlane keys create --admin`")
     finally:
         keys.close()
+    logging_config = _log_config(log_level)
+    logging.config.dictConfig(logging_config)
     log.info("memlane store: %s; API keys, rate limits and audit log: %s", store.describe(), keys.describe())
     uvicorn.run(
         "memlane.server:app_from_env",
@@ -121,5 +126,14 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=logging_config,
         timeout_graceful_shutdown=10,
     )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging config plus memlane's own loggers (the store line, scheduled passes) at
+    ``level`` on uvicorn's stderr handler: without it only their warnings would show."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"]["memlane"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config

@@ -21,24 +21,15 @@ from fastapi import APIRouter, Query, Request
 
 from memlane import ConsolidationReport, MemoryItem, Profile
 from memlane.server import operations as ops
-from memlane.server.middleware import WRITE_ROUTES
 from memlane.server.operations import Allowed, ScopeQuery
 from memlane.server.schemas import ConsolidateBody
 
-__all__ = ["AUDITED", "consolidate_routes"]
-
-# The audited writes of these routes (the table AuditMiddleware reads).
-AUDITED = {
-    ("POST", "/v1/consolidate"): "consolidate",
-    ("POST", "/v1/memories/{memory_id}/restore"): "restore",
-}
+__all__ = ["consolidate_routes"]
 
 
 def consolidate_routes(router: APIRouter) -> None:
-    """Declare the consolidation routes on ``router`` (tag ``consolidation``) and audit their writes."""
-    # Registered here so the routes and their audit entries come and go together; the entries could
-    # equally be written into middleware.WRITE_ROUTES itself.
-    WRITE_ROUTES.update(AUDITED)
+    """Declare the consolidation routes on ``router`` (tag ``consolidation``); their writes are
+    audited through ``middleware.WRITE_ROUTES``."""
 
     @router.post(
         "/v1/consolidate", tags=["consolidation"],

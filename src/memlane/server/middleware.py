@@ -30,6 +30,8 @@ WRITE_ROUTES = {
     ("DELETE", "/v1/memories"): "delete_all",
     ("POST", "/v1/reset"): "reset",
     ("POST", "/v1/import"): "import",
+    ("POST", "/v1/consolidate"): "consolidate",
+    ("POST", "/v1/memories/{memory_id}/restore"): "restore",
     # mem0's self-hosted server paths (mem0_routes.py): the same operations, audited the same way
     ("POST", "/memories"): "add",
     ("PUT", "/memories/{memory_id}"): "update",

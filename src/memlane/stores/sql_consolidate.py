@@ -92,7 +92,8 @@ class ConsolidationOps:
         def run(tx: Tx) -> builtins.list[Row]:
             rows = tx.execute(
                 f"SELECT {COLUMNS}, m.embedding, a.retrievals, a.last_retrieved, "
-                "EXISTS (SELECT 1 FROM memory_links l WHERE l.linked_id = m.id) "
+                "EXISTS (SELECT 1 FROM memory_links l WHERE l.linked_id = m.id), "
+                "EXISTS (SELECT 1 FROM history h WHERE h.memory_id = m.id AND h.event = 'MERGE') "
                 "FROM memories m LEFT JOIN memory_access a ON a.memory_id = m.id "
                 f"WHERE m.user_id = ? AND m.agent_id = ? AND m.run_id = ? AND {ACTIVE} "
                 "AND (m.expires_at IS NULL OR m.expires_at > ?) ORDER BY m.rid",
@@ -108,6 +109,7 @@ class ConsolidationOps:
                         timestamp=m.timestamp, created_at=m.created_at, expires_at=m.expires_at,
                         embedding=_vector(r[20]), retrievals=int(r[21] or 0), last_active=last,
                         episodic=m.metadata.get("memory_type") == "episodic", summarised=bool(r[23]),
+                        kept_apart=bool(r[24]),
                     )
                 )  # fmt: skip
             return out
