@@ -45,8 +45,9 @@ ALL_TOOLS = {
     "delete_memory",
     "memory_history",
     "explore_entity",
+    "get_profile",
 }
-READ_TOOLS = {"search_memories", "list_memories", "get_memory", "memory_history", "explore_entity"}
+READ_TOOLS = {"search_memories", "list_memories", "get_memory", "memory_history", "explore_entity", "get_profile"}
 BOB_SECRET = "Bob keeps the spare key under the blue flowerpot"
 
 

@@ -23,6 +23,7 @@ from pydantic import Field
 from memlane import MemlaneError, Memory, MemoryClient, MemoryNotFound, PermissionDenied, __version__
 from memlane.mcp._grant import Grant
 from memlane.mcp._graph import explore
+from memlane.mcp._profile import ProfileOutput, render_profile
 from memlane.mcp._render import (
     AddOutput,
     DeleteOutput,
@@ -319,6 +320,28 @@ def _graph_tool(server: MCPServer, tools: _Tools) -> None:
         return _result(render_entity_graph(entity, found, relations, near, depth, as_of))
 
 
+def _profile_tool(server: MCPServer, tools: _Tools) -> None:
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False), title="User profile")
+    @_guarded
+    async def get_profile(ctx: Context, user_id: UserArg = None) -> Annotated[CallToolResult, ProfileOutput]:
+        """Read what is known about the user for good: preferences, people, places, work, other.
+
+        One short profile, each fact with the ids of the memories it rests on. Use it at the start
+        of a conversation, or when the reply depends on who the user is; search for anything specific.
+        """
+        grant = tools.grant_for(ctx)
+        scope = grant.scope_for("get_profile", user_id=user_id)
+        # A profile is built from every scope of the user: only a grant of the whole user may read it.
+        if scope.user_id is None or grant.agent_id is not None or grant.run_id is not None:
+            raise PermissionDenied(
+                f"get_profile: a profile spans all of a user's memories; this connection is granted "
+                f"{grant.describe()}, not a whole user"
+            )
+        user = scope.user_id
+        profile = await tools.run(lambda: tools.backend.profile(user_id=user))
+        return _result(render_profile(profile))
+
+
 def _write_tools(server: MCPServer, tools: _Tools) -> None:
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False), title="Remember")
     @_guarded
@@ -425,7 +448,8 @@ def build_server(
         backend: an embedded ``Memory`` or a ``MemoryClient`` talking to a memlane server.
         grant: the scope every call stays in; ``None`` when each HTTP request brings its own
             (the middleware of :func:`memlane.mcp.http_app` puts it on the request).
-        read_only: offer only the tools that read (search, list, get, history, explore_entity).
+        read_only: offer only the tools that read (search, list, get, history, explore_entity,
+            get_profile).
         audit: where to record each add, update and delete (the REST server's audit format,
             marked ``"via": "mcp"``); none by default.
     """
@@ -433,6 +457,7 @@ def build_server(
     tools = _Tools(backend, grant, audit)
     _read_tools(server, tools)
     _graph_tool(server, tools)
+    _profile_tool(server, tools)
     if not read_only:
         _write_tools(server, tools)
     return server
