@@ -23,8 +23,6 @@ slowly, never vanish.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import re
 import threading
 import time
 import uuid
@@ -36,6 +34,7 @@ import numpy as np
 
 from memlane._graph_api import verbatim_mentions
 from memlane._indexing import index_texts
+from memlane._profiles import ProfileMethods, an_object
 from memlane.config import MemoryConfig
 from memlane.core.consolidate import (
     ConsolidationSettings,
@@ -48,14 +47,10 @@ from memlane.core.consolidate import (
 )
 from memlane.core.consolidate_llm import (
     JUDGE_SCHEMA,
-    PROFILE_SCHEMA,
-    PROFILE_SECTIONS,
     SUMMARY_SCHEMA,
     judge_prompt,
     parse_judgements,
-    parse_profile,
     parse_summary,
-    profile_prompt,
     summary_prompt,
 )
 from memlane.core.filters import to_iso
@@ -72,8 +67,6 @@ from memlane.types import (
     ConsolidationReport,
     MemoryItem,
     MergeItem,
-    Profile,
-    ProfileEntry,
     Scope,
     SummaryItem,
     SupersedeItem,
@@ -86,13 +79,6 @@ __all__ = ["AccessLog", "ConsolidationMethods"]
 # stays a read, and a crash loses at most a few seconds of counts, never a memory.
 FLUSH_SECONDS = 30.0
 FLUSH_MEMORIES = 500
-_PREFERENCE = re.compile(
-    r"\b(prefer|prefers|preferred|likes?|loves?|enjoys?|hates?|dislikes?|favou?rite|allergic|vegetarian|vegan|"
-    r"can't stand|into)\b",
-    re.IGNORECASE,
-)
-_SECTION_OF_TYPE = {"person": "people", "place": "places", "organization": "work", "project": "work"}
-_PROFILE_INPUT = 300  # memories shown to the LLM for a profile: the most used, then the newest
 
 
 class AccessLog:
@@ -132,22 +118,6 @@ class AccessLog:
             return {m: self._pending[m][1] for m in memory_ids if m in self._pending}
 
 
-def _render(sections: dict[str, list[ProfileEntry]]) -> str:
-    lines = []
-    for name in PROFILE_SECTIONS:
-        entries = sections.get(name) or []
-        if entries:
-            lines.append(f"{name.capitalize()}: " + "; ".join(e["text"] for e in entries))
-    return "\n".join(lines)
-
-
-def _fingerprint(rows: Sequence[Row], mode: str) -> str:
-    digest = hashlib.sha256(mode.encode())
-    for r in sorted(rows, key=lambda r: r.id):
-        digest.update(f"{r.id}:{r.hash};".encode())
-    return digest.hexdigest()
-
-
 def _similar_groups(rows: Sequence[Row], threshold: float, size: int = 5) -> list[list[Row]]:
     """Small groups of look-alike memories (same speaker), each row in one group at most: a
     row's nearest unassigned neighbours at or above ``threshold``, oldest row first."""
@@ -177,7 +147,7 @@ def _similar_groups(rows: Sequence[Row], threshold: float, size: int = 5) -> lis
     return groups
 
 
-class ConsolidationMethods:
+class ConsolidationMethods(ProfileMethods):
     """Consolidation on ``Memory``; ``Memory`` supplies the store, models, clock and config."""
 
     config: MemoryConfig
@@ -348,7 +318,7 @@ class ConsolidationMethods:
         for start in range(0, len(groups), s.llm_batch):
             batch = groups[start : start + s.llm_batch]
             prompt, table, members = judge_prompt(batch)
-            data = pipeline._ask(prompt, JUDGE_SCHEMA, "consolidation", _an_object, report["usage"])
+            data = pipeline._ask(prompt, JUDGE_SCHEMA, "consolidation", an_object, report["usage"])
             judged = parse_judgements(data, table, members)
             now = self._now()
             for ids, text in judged.merges:
@@ -394,7 +364,7 @@ class ConsolidationMethods:
     ) -> None:
         """One episodic memory per finished episode that no summary covers yet."""
         for episode in episodes(rows, sc.run_id, self._now(), s):
-            data = pipeline._ask(summary_prompt(episode.rows), SUMMARY_SCHEMA, "summary", _an_object, report["usage"])
+            data = pipeline._ask(summary_prompt(episode.rows), SUMMARY_SCHEMA, "summary", an_object, report["usage"])
             text = parse_summary(data)
             if text is None:
                 continue
@@ -416,91 +386,6 @@ class ConsolidationMethods:
             if linked is not None:
                 report["summaries"].append(SummaryItem(id=row.id, episode=episode.key, sources=linked, memory=text))
 
-    # -- profiles --------------------------------------------------------------------------------
-    def _user_rows(self, store: Any, user_id: str) -> list[Row]:
-        now = self._now()
-        rows: list[Row] = []
-        for sc in store.scopes(Scope(user_id=user_id)):
-            rows += store.consolidation_rows(sc, now)
-        return rows
-
-    def _rebuild_profile(
-        self, store: Any, user_id: str, pipeline: FactPipeline | None, usage: Usage, dry_run: bool
-    ) -> bool:
-        """Rebuild a user's profile when what it is built from changed; True when it did (would)."""
-        rows = [r for r in self._user_rows(store, user_id) if not r.episodic]
-        mode = "llm" if pipeline is not None else "graph"
-        fingerprint = _fingerprint(rows, mode)
-        stored = store.profile(Scope(user_id=user_id))
-        if stored is not None and stored[1] == fingerprint:
-            return False
-        if dry_run:
-            return True
-        if pipeline is not None and rows:
-            newest = sorted(rows, key=lambda r: r.timestamp, reverse=True)
-            chosen = sorted(newest, key=lambda r: -r.retrievals)[:_PROFILE_INPUT]  # most used, then newest
-            chosen.sort(key=lambda r: (r.timestamp, r.id))
-            prompt, table = profile_prompt(chosen)
-            data = pipeline._ask(prompt, PROFILE_SCHEMA, "profile", _an_object, usage)
-            sections = parse_profile(data, table)
-        else:
-            sections = self._graph_profile(store, user_id, rows)
-        body = {"sections": sections, "mode": mode if rows else "empty", "memories": len(rows)}
-        store.put_profile(Scope(user_id=user_id), body, fingerprint, self._now())
-        return True
-
-    def _graph_profile(self, store: Any, user_id: str, rows: Sequence[Row]) -> dict[str, list[dict[str, Any]]]:
-        """A profile without an LLM: the user's entities by type, and the preferences they stated."""
-        sections: dict[str, list[dict[str, Any]]] = {name: [] for name in PROFILE_SECTIONS}
-        entities = store.entities(Scope(user_id=user_id))
-        named = store.entity_memories([e.id for e in entities]) if entities else {}
-        ranked = sorted(entities, key=lambda e: (-len(named.get(e.id, [])), e.name))
-        for e in ranked:
-            section = _SECTION_OF_TYPE.get(e.type or "", "other")  # a name found offline has no type
-            memories = named.get(e.id, [])
-            if not memories or len(sections[section]) >= 8:
-                continue
-            sections[section].append({"text": e.name, "sources": memories[:5]})
-        stated = [r for r in rows if r.role in (None, "user") and len(r.memory) <= 200 and _PREFERENCE.search(r.memory)]
-        stated.sort(key=lambda r: r.timestamp, reverse=True)
-        stated.sort(key=lambda r: -r.retrievals)
-        sections["preferences"] = [{"text": r.memory, "sources": [r.id]} for r in stated[:8]]
-        return sections
-
-    def profile(self, *, user_id: str, refresh: bool = False) -> Profile:
-        """A user's stable facts (preferences, people, places, work, other), each with the ids of
-        the memories it rests on, and the same as ``text`` for a prompt: one call, no search.
-
-        The profile is rebuilt by ``consolidate`` (by an LLM when one is configured, else from the
-        entity graph and the preferences the user stated); the first call builds it when none is
-        stored, and ``refresh=True`` rebuilds it now if its memories changed.
-
-        Raises:
-            ScopeRequired, InvalidRequest; ProviderError / LLMOutputError when a rebuild's LLM fails.
-        """
-        user = check_text(user_id, "user_id")
-        if not isinstance(refresh, bool):
-            raise InvalidRequest(f"refresh must be True or False, got {refresh!r}")
-        store: Any = self._open()
-        stored = store.profile(Scope(user_id=user))
-        if stored is None or refresh:
-            llm = self.llm
-            pipeline = FactPipeline(llm, self._embedder, store, self.config.extraction, self._usage) if llm else None
-            usage = Usage(llm_calls=0, prompt_tokens=0, completion_tokens=0)
-            self._rebuild_profile(store, user, pipeline, usage, dry_run=False)
-            stored = store.profile(Scope(user_id=user))
-        body, _, updated = stored if stored is not None else ({}, "", None)
-        sections: dict[str, list[ProfileEntry]] = {
-            name: [
-                ProfileEntry(text=e["text"], sources=list(e["sources"])) for e in body.get("sections", {}).get(name, [])
-            ]
-            for name in PROFILE_SECTIONS
-        }
-        return Profile(
-            user_id=user, sections=sections, text=_render(sections), mode=body.get("mode", "empty"),
-            updated_at=updated, memories=int(body.get("memories", 0)),
-        )  # fmt: skip
-
     def restore(self, memory_id: str) -> MemoryItem:
         """Bring an archived or merged memory back into search (history records an ADD).
 
@@ -513,9 +398,3 @@ class ConsolidationMethods:
         restored = store.restore(memory_id, self._now())
         item: MemoryItem = restored.to_item()
         return item
-
-
-def _an_object(data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ValueError("the answer must be a JSON object")
-    return data
