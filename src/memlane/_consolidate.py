@@ -132,15 +132,21 @@ def _similar_groups(rows: Sequence[Row], threshold: float, size: int = 5) -> lis
         members.sort(key=lambda r: r.created_at)  # stable: stored first among equals
         vectors = np.stack([r.embedding for r in members]).astype(np.float32)
         taken = np.zeros(len(members), dtype=bool)
+        # Each row's nearest few (with room for rows already taken), found per block of rows with a
+        # partial sort: a scope of 100k memories costs matrix products, not 100k full sorts.
+        k = min(len(members) - 1, size - 1 + 16)
         for start in range(0, len(members), 1024):
             block = vectors[start : start + 1024] @ vectors.T
-            for offset, sims in enumerate(block):
+            here = np.arange(len(block))
+            block[here, start + here] = -2.0  # never its own neighbour
+            nearest = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < len(members) else np.argsort(-block, axis=1)
+            for offset in range(len(block)):
                 i = start + offset
                 if taken[i]:
                     continue
-                sims[i] = -2.0
-                sims[taken] = -2.0
-                near = [int(j) for j in np.argsort(-sims)[: size - 1] if sims[j] >= threshold]
+                sims = block[offset]
+                order = nearest[offset][np.argsort(-sims[nearest[offset]])]
+                near = [int(j) for j in order if not taken[j] and sims[j] >= threshold][: size - 1]
                 if near:
                     taken[[i, *near]] = True
                     groups.append([members[i], *(members[j] for j in sorted(near))])
