@@ -64,7 +64,10 @@ bench-server: $(STAMP)
 bench-mcp: $(STAMP)
 	$(BIN)/python bench/mcp_latency.py
 
-bench: bench-locomo bench-beam bench-scale bench-scale-postgres bench-extraction bench-server bench-mcp
+bench-consolidate: $(STAMP)
+	$(BIN)/python bench/consolidate.py
+
+bench: bench-locomo bench-beam bench-scale bench-scale-postgres bench-extraction bench-server bench-mcp bench-consolidate
 
 clean:
 	rm -rf $(VENV) .memlane-demo .pytest_cache .mypy_cache .ruff_cache

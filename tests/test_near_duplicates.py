@@ -9,9 +9,8 @@ negatives differ in negation, a number, a role, a name, tense, one word or a qua
 Each pair is two memories in a scope of its own, stored with the default embedder
 (all-MiniLM-L6-v2), and one ``consolidate()`` pass at the default configuration runs over them all.
 
-The rule of ``memlane.core.consolidate`` gets a few pairs wrong today; they are listed below with
-the reason, so that a new mistake fails here while the known ones wait for a change to the rule
-(the strict xfail tests turn red once the rule is fixed: then empty the lists).
+At the default configuration no hard negative may merge. The positives the rule leaves apart are
+listed below with the reason (it prefers a miss to a wrong merge), so any change shows here.
 """
 
 from __future__ import annotations
@@ -27,40 +26,22 @@ from memlane.core.consolidate import near_exact_key
 
 DATA = Path(__file__).parent / "data" / "near_duplicates.json"
 
-# Hard negatives merged at the default configuration, and why.
-KNOWN_FALSE_MERGES = {
-    ("The price went up 5%.", "The price went up $5."): "symbols ($ % €) are dropped as punctuation",
-    ("It was -5 degrees this morning.", "It was 5 degrees this morning."): "a minus sign is dropped as punctuation",
-    ("Tom got an A+ in maths.", "Tom got an A- in maths."): "'+'/'-' dropped, and 'a' is an article",
-    ("Bob works at Google.", "Bob worked at Google."): "Snowball folds the past tense: worked -> work",
-    ("Alice lives in Oslo.", "Alice lived in Oslo."): "Snowball folds the past tense: lived -> live",
-    ("Maya owns a restaurant.", "Maya owned a restaurant."): "Snowball folds the past tense: owned -> own",
-    ("The user uses Vim.", "The user used Vim."): "Snowball folds the past tense: used -> use",
-    ("I play tennis on Saturdays.", "I played tennis on Saturdays."): "Snowball folds the past tense",
-    ("Tom coaches the youth team.", "Tom coached the youth team."): "Snowball folds the past tense",
-    ("Diego works in marketing.", "Diego works in a market."): "Snowball: marketing -> market",
-    ("Maya sells paintings.", "Maya sells paints."): "Snowball: paintings -> paint",
-    ("Alice needs glasses.", "Alice needs a glass."): "article dropped and plural folded",
-    ("Alice has a cat.", "Alice has cats."): "article dropped and plural folded: one cat = several",
-    ("Tom has a brother.", "Tom has brothers."): "article dropped and plural folded: one brother = several",
-    ("I bought a new tyre.", "I bought new tyres."): "article dropped and plural folded",
-}
-
-# Positives (not paraphrases) left unmerged at the default configuration, and why.
+# Positives (not paraphrases) left unmerged at the default configuration, and why. The rule
+# chooses precision: "a" counts as the number one, so dropping or swapping an article is a change.
 KNOWN_MISSES = {
-    ("I have twenty houseplants.", "I have 20 houseplants."): "number words stop at twelve",
-    ("Hana is turning thirty this year.", "Hana is turning 30 this year."): "number words stop at twelve",
-    ("The course lasts fifteen weeks.", "The course lasts 15 weeks."): "number words stop at twelve",
-    ("Rent is $1,200 a month.", "Rent is $1200 a month."): "a thousands separator splits the number",
-    ("I passed the exam", "I passed the exam :D"): "the emoticon ':D' leaves a word 'd'",
-    ("Alice doesn't like tea.", "Alice does not like tea."): "contractions are not expanded",
-    ("I'm a teacher.", "I am a teacher."): "contractions are not expanded",
-    ("We've got a new car.", "We have got a new car."): "contractions are not expanded",
-    ("I can't swim.", "I cannot swim."): "contractions are not expanded",
+    ("Alice is a nurse.", "Alice is nurse."): "'a' is read as one",
+    ("I bought an electric bike.", "I bought the electric bike."): "'an' is read as one",
+    ("The user owns a cat named Miso.", "User owns cat named Miso."): "'a' is read as one",
+    ("My brother is an architect.", "My brother is architect."): "'an' is read as one",
+    ("We rented a cabin by the lake.", "We rented a cabin by a lake."): "'a' is read as one",
+    ("User works as a data engineer.", "User works as data engineer."): "'a' is read as one",
+    ("I have an appointment with the optician on Thursday.",
+     "I have appointment with optician on Thursday."): "'an' is read as one",
+    ("User is training for a half marathon.", "User is training for the half marathon."): "'a' is read as one",
     ("Clara loves board games.", "Clara loves boardgames."): "a compound written as one word",
     ("I sent an e-mail to the landlord.", "I sent an email to the landlord."): "a hyphenated compound",
     ("Um, I just bought a new laptop!!!", "I bought a new laptop."): "same words, vectors 0.80 < merge_cosine 0.85",
-}
+}  # fmt: skip
 
 
 def _pairs() -> list[dict[str, Any]]:
@@ -106,25 +87,15 @@ def test_the_labelled_set_is_large_and_labelled() -> None:
     kinds = {p["kind"] for p in pairs}
     assert {"negation", "swapped_roles", "modality", "antonym", "qualifier", "paraphrase", "number_word"} <= kinds
     assert len({(p["a"], p["b"]) for p in pairs}) == len(pairs)
-    assert set(KNOWN_FALSE_MERGES) | set(KNOWN_MISSES) <= {(p["a"], p["b"]) for p in pairs}
+    assert set(KNOWN_MISSES) <= {(p["a"], p["b"]) for p in pairs}
 
 
-def test_no_false_merge_beyond_the_known_gaps_of_the_rule(merged: set[tuple[str, str]]) -> None:
-    assert _false_merges(merged) - set(KNOWN_FALSE_MERGES) == set()
-
-
-def test_every_near_exact_positive_merges_but_the_known_gaps(merged: set[tuple[str, str]]) -> None:
-    assert _misses(merged) - set(KNOWN_MISSES) == set()
-
-
-@pytest.mark.xfail(strict=True, reason="the rule still merges the pairs in KNOWN_FALSE_MERGES")
 def test_zero_false_merges(merged: set[tuple[str, str]]) -> None:
     assert _false_merges(merged) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="the rule still misses the pairs in KNOWN_MISSES")
-def test_every_near_exact_positive_merges(merged: set[tuple[str, str]]) -> None:
-    assert _misses(merged) == set()
+def test_every_near_exact_positive_merges_but_the_known_misses(merged: set[tuple[str, str]]) -> None:
+    assert _misses(merged) == set(KNOWN_MISSES)  # a fixed miss fails too: then drop it from the list
 
 
 def test_paraphrases_are_left_to_an_llm(merged: set[tuple[str, str]]) -> None:
