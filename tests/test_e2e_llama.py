@@ -66,7 +66,14 @@ def test_llama_cpp_server_through_the_openai_provider(tmp_path: Path, llama_serv
     config = {
         "llm": {
             "provider": "openai",
-            "config": {"model": "smollm2", "openai_base_url": llama_server, "structured_output": "json_object_schema"},
+            # A generous timeout: on a loaded two-core machine the 135M model took over 60 s for one
+            # answer of the graph schema (the test checks the wire path, not speed).
+            "config": {
+                "model": "smollm2",
+                "openai_base_url": llama_server,
+                "structured_output": "json_object_schema",
+                "timeout": 600,
+            },
         }
     }
     with Memory.from_config(config, path=tmp_path / "m.db", embedder=real_embedder) as memory:

@@ -56,7 +56,7 @@ from memlane.core.consolidate_llm import (
 from memlane.core.filters import to_iso
 from memlane.core.inputs import check_text
 from memlane.core.ranking import Scored
-from memlane.core.records import NewMemory
+from memlane.core.records import NewMemory, StoredMemory
 from memlane.core.scope import resolve_scope
 from memlane.core.text import content_hash
 from memlane.errors import InvalidRequest
@@ -186,23 +186,28 @@ class ConsolidationMethods(ProfileMethods):
         except Exception:
             self._access.give_back(pending)  # statistics wait; the search itself has succeeded
 
-    def _decay(self, store: Store, ranked: list[Scored], limit: int) -> list[Scored]:
-        """Scores times each memory's decay factor (idle since its last change or retrieval)."""
+    def _decay(self, store: Store, ranked: list[Scored], limit: int) -> tuple[list[Scored], dict[int, StoredMemory]]:
+        """Scores times each memory's decay factor (idle since its last change or retrieval), and
+        the rows read for it (the hits' own read: no extra round trip to the store).
+
+        Only the first ``3 * limit`` candidates are read and rescored: decay only lowers scores,
+        so a candidate further down stays below them unless most of those decay at once.
+        """
         s = self.config.consolidation
         if s.decay_weight <= 0 or s.stale_after_days <= 0 or not ranked:
-            return ranked
+            return ranked, {}
         head, tail = ranked[: 3 * limit], ranked[3 * limit :]
-        activity = store.activity(int(r.id) for r in head)
-        pending = self._access.last_seen([mid for mid, _ in activity.values()])  # not written yet
+        read = store.fetch_active(int(r.id) for r in head)
+        pending = self._access.last_seen([m.id for m, _ in read.values()])  # not written yet
         now = self._now()
         out = []
         for r in head:
-            mid, last = activity.get(int(r.id), ("", ""))
-            last = max(last, pending.get(mid, ""))
+            found = read.get(int(r.id))
+            last = max(found[1], pending.get(found[0].id, "")) if found is not None else ""
             factor = decay_factor(idle_days(last, now), s.stale_after_days, s.decay_weight) if last else 1.0
             out.append(r if factor == 1.0 else dataclasses.replace(r, score=r.score * factor))
         out.sort(key=lambda r: -r.score)
-        return out + tail
+        return out + tail, {rid: memory for rid, (memory, _) in read.items()}
 
     # -- consolidate -----------------------------------------------------------------------------
     def consolidate(

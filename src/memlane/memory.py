@@ -42,7 +42,7 @@ from memlane.core.inputs import (
     resolve_expiry,
 )
 from memlane.core.ranking import RankingParams, rank
-from memlane.core.records import NewMemory
+from memlane.core.records import NewMemory, StoredMemory
 from memlane.core.scope import resolve_scope
 from memlane.core.text import content_hash, entity_terms, query_terms
 from memlane.errors import ConfigError, InvalidRequest, LLMRequired, MemoryNotFound
@@ -669,12 +669,14 @@ class Memory(GraphMethods, TransferMethods, ConsolidationMethods):
             half_life_days=float(half_life_days), now_epoch=now.timestamp(),
         )  # fmt: skip
         ranked, linked = graph_rescore(store, ranked, links, limit)
+        read: dict[int, StoredMemory] = {}
         if at is None:  # idle memories sink a little (not in a search of the past)
-            ranked = self._decay(store, ranked, limit)
+            ranked, read = self._decay(store, ranked, limit)
         if cutoff is not None:
             ranked = [r for r in ranked if r.score >= cutoff]
         ranked = ranked[:limit]
-        rows = store.fetch(int(r.id) for r in ranked)
+        missing = [int(r.id) for r in ranked if int(r.id) not in read]
+        rows = {**read, **store.fetch(missing)} if missing else read
         results: list[MemoryItem] = []
         for hit in ranked:
             item = rows[int(hit.id)].to_item()

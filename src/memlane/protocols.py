@@ -279,8 +279,8 @@ class Store(Protocol):
         """Each given memory's ``(retrievals, last retrieved)``, for those ever retrieved."""
         ...
 
-    def activity(self, rids: Iterable[int]) -> dict[int, tuple[str, str]]:
-        """Each given row's memory id and last activity (the later of its last change and retrieval)."""
+    def fetch_active(self, rids: Iterable[int]) -> dict[int, tuple[StoredMemory, str]]:
+        """``fetch`` with each row's last activity (the later of its last change and retrieval)."""
         ...
 
     def record_access(self, hits: Mapping[str, tuple[int, str]]) -> None:

@@ -129,18 +129,22 @@ class ConsolidationOps:
                 out[r[0]] = (int(r[1]), r[2])
         return out
 
-    def activity(self, rids: Iterable[int]) -> dict[int, tuple[str, str]]:
-        """Each given row's memory id and last activity: the later of its last change and last retrieval."""
+    def fetch_active(self, rids: Iterable[int]) -> dict[int, tuple[StoredMemory, str]]:
+        """Memories by row id, each with its last activity (the later of its last change and its
+        last retrieval): ``fetch`` and what decay needs, in one read."""
         keys = list(dict.fromkeys(rids))
-        if not keys:
-            return {}
-        marks = ",".join("?" * len(keys))
-        rows = self._read(
-            "SELECT m.rid, COALESCE(m.version_of, m.id), m.updated_at, a.last_retrieved FROM memories m "
-            f"LEFT JOIN memory_access a ON a.memory_id = COALESCE(m.version_of, m.id) WHERE m.rid IN ({marks})",
-            keys,
-        )
-        return {int(r[0]): (r[1], max(r[2], r[3] or "")) for r in rows}
+        out: dict[int, tuple[StoredMemory, str]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows = self._read(
+                f"SELECT {COLUMNS}, a.last_retrieved FROM memories m LEFT JOIN memory_access a "
+                f"ON a.memory_id = COALESCE(m.version_of, m.id) WHERE m.rid IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for r in rows:
+                memory = row_to_memory(r)
+                out[int(r[0])] = (memory, max(memory.updated_at, r[20] or ""))
+        return out
 
     def linked(self, memory_id: str) -> builtins.list[StoredMemory]:
         """The memories an episodic memory summarises (those still stored), oldest first."""
