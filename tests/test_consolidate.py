@@ -313,6 +313,19 @@ def test_an_llm_failure_keeps_finished_steps_and_a_rerun_goes_on(make: Callable[
     assert m.consolidate(user_id="alice")["merged"] == []
 
 
+def test_an_unusable_answer_skips_that_step_and_the_pass_goes_on(make: Callable[..., Memory]) -> None:
+    llm = FakeLLM(default=by_prompt(consolidation="no json here", summary={"summary": "S."}, profile="nor here"))
+    m = make(llm=llm, config={"consolidation": {"llm_cosine": 0.0, "summaries": False}})
+    said(m, "I love sushi!", "i love sushi", "Enjoys hiking", "Likes to go hiking")
+    report = m.consolidate(user_id="alice")
+    assert len(report["merged"]) == 1  # the near-exact merge
+    assert report["skipped"] == [
+        "1 group of similar memories: the model gave no usable answer (kept as it was; the next pass asks again)",
+        "profile of 'alice': the model gave no usable answer (kept as it was; the next pass asks again)",
+    ]
+    assert m.store.profile(m.store.scopes(None)[0]) is None
+
+
 def test_the_profile_is_built_by_the_llm_with_sources(make: Callable[..., Memory]) -> None:
     def profile(request: FakeRequest) -> dict[str, Any]:
         ids = {line.split(": ", 1)[1].rsplit(" (", 1)[0]: line.split(":")[0] for line in request.user.splitlines()}

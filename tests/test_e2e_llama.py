@@ -79,3 +79,34 @@ def test_llama_cpp_server_through_the_openai_provider(tmp_path: Path, llama_serv
     with Memory.from_config(config, path=tmp_path / "m.db", embedder=real_embedder) as memory:
         assert memory.llm is not None and memory.llm.model_id == "openai/smollm2"
         _check_round_trip(memory)
+
+
+def test_consolidation_with_a_real_model(tmp_path: Path, smol: LlamaCppLLM, real_embedder: Any) -> None:
+    """consolidate() through SmolLM2 in process: the judge, summary and profile prompts get
+    schema-valid answers, and whatever the model decides lands whole (its wisdom is not checked)."""
+    # A short answer limit: the 135M model tends to go round in circles until it is cut off.
+    config = {"consolidation": {"llm_cosine": 0.5, "min_episode": 3}, "extraction": {"max_tokens": 256}}
+    with Memory(tmp_path / "c.db", llm=smol, embedder=real_embedder, config=config) as memory:
+        said = [
+            "I love hiking in the mountains.",
+            "I enjoy hiking in mountains on weekends.",
+            "I live in Berlin.",
+            "I moved to Lisbon last month.",
+        ]
+        for i, text in enumerate(said):
+            memory.add(text, user_id="alice", infer=False, timestamp=f"2026-03-01T09:0{i}:00Z")
+        report = memory.consolidate(user_id="alice")
+        assert report["usage"]["llm_calls"] >= 3  # groups of similar memories, the session, the profile
+        # A step whose answer was unusable (cut off, looping) is skipped and reported, never half done.
+        assert all("the model gave no usable answer" in why for why in report["skipped"]), report["skipped"]
+        for summary in report["summaries"]:
+            item = memory.get(summary["id"] or "", include_sources=True)
+            assert item["metadata"]["memory_type"] == "episodic" and item["sources"]
+        active = memory.get_all(user_id="alice", limit=100)["results"]
+        everything = memory.get_all(user_id="alice", limit=100, include_merged=True, include_archived=True)["results"]
+        assert len(everything) == len(active) + sum(len(m["ids"]) for m in report["merged"])
+        if report["profiles"]:
+            profile = memory.profile(user_id="alice")
+            facts = [m for m in active if m["metadata"].get("memory_type") != "episodic"]
+            assert profile["mode"] == "llm" and profile["memories"] == len(facts)
+            assert memory.consolidate(user_id="alice")["profiles"] == []  # built once for this input

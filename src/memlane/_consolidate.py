@@ -59,7 +59,7 @@ from memlane.core.ranking import Scored
 from memlane.core.records import NewMemory, StoredMemory
 from memlane.core.scope import resolve_scope
 from memlane.core.text import content_hash
-from memlane.errors import InvalidRequest
+from memlane.errors import InvalidRequest, LLMOutputError
 from memlane.pipeline import FactPipeline, UsageMeter
 from memlane.protocols import LLM, Embedder, Store
 from memlane.types import (
@@ -116,6 +116,22 @@ class AccessLog:
         """The unflushed last retrieval of each given id that has one."""
         with self._lock:
             return {m: self._pending[m][1] for m in memory_ids if m in self._pending}
+
+
+_UNUSABLE = "the model gave no usable answer (kept as it was; the next pass asks again)"
+
+
+def _ask(
+    pipeline: FactPipeline, prompt: Any, schema: dict[str, Any], name: str, report: ConsolidationReport, what: str
+) -> Any:
+    """The model's answer to one consolidation prompt, or None when it gave nothing usable (also
+    after a repair): that step is skipped and said so in the report, and the pass goes on. A
+    failing provider (``ProviderError``) still stops the pass: every step after it would fail too."""
+    try:
+        return pipeline._ask(prompt, schema, name, an_object, report["usage"])
+    except LLMOutputError:
+        report["skipped"].append(f"{what}: {_UNUSABLE}")
+        return None
 
 
 def _similar_groups(rows: Sequence[Row], threshold: float, size: int = 5) -> list[list[Row]]:
@@ -273,8 +289,11 @@ class ConsolidationMethods(ProfileMethods):
         report["scopes"] = len(exact)
         if s.profiles:
             for user in users:
-                if self._rebuild_profile(store, user, pipeline, report["usage"], dry_run):
-                    report["profiles"].append(user)
+                try:
+                    if self._rebuild_profile(store, user, pipeline, report["usage"], dry_run):
+                        report["profiles"].append(user)
+                except LLMOutputError:
+                    report["skipped"].append(f"profile of {user!r}: {_UNUSABLE}")
         report["seconds"] = round(time.monotonic() - started, 3)
         return report
 
@@ -329,7 +348,16 @@ class ConsolidationMethods(ProfileMethods):
         for start in range(0, len(groups), s.llm_batch):
             batch = groups[start : start + s.llm_batch]
             prompt, table, members = judge_prompt(batch)
-            data = pipeline._ask(prompt, JUDGE_SCHEMA, "consolidation", an_object, report["usage"])
+            data = _ask(
+                pipeline,
+                prompt,
+                JUDGE_SCHEMA,
+                "consolidation",
+                report,
+                f"{len(batch)} group{'' if len(batch) == 1 else 's'} of similar memories",
+            )
+            if data is None:
+                continue
             judged = parse_judgements(data, table, members)
             now = self._now()
             for ids, text in judged.merges:
@@ -375,8 +403,10 @@ class ConsolidationMethods(ProfileMethods):
     ) -> None:
         """One episodic memory per finished episode that no summary covers yet."""
         for episode in episodes(rows, sc.run_id, self._now(), s):
-            data = pipeline._ask(summary_prompt(episode.rows), SUMMARY_SCHEMA, "summary", an_object, report["usage"])
-            text = parse_summary(data)
+            data = _ask(
+                pipeline, summary_prompt(episode.rows), SUMMARY_SCHEMA, "summary", report, f"summary of {episode.key}"
+            )
+            text = parse_summary(data) if data is not None else None
             if text is None:
                 continue
             ids = [r.id for r in episode.rows]
