@@ -430,3 +430,47 @@ def test_two_servers_share_one_scheduled_pass(tmp_path: Path) -> None:
         # one pass at a time across both processes and, after a finished pass, none for an interval
         gap = datetime.fromisoformat(after["started_at"]) - datetime.fromisoformat(before["finished_at"])
         assert gap.total_seconds() >= (0.99 if before["status"] == "ok" else 0), (before, after)
+
+
+def test_with_an_llm_supersessions_and_summaries_come_through_whole(
+    server: tuple[Any, str, str, str, Path], tmp_path: Path
+) -> None:
+    """A server whose Memory has a (scripted) model: the report, the summary's sources and the
+    superseded memory's history read the same through the client as through Memory."""
+    from memlane.testing import FakeLLM
+
+    def judge(request: Any) -> dict[str, Any]:
+        ids = {line.split(": ", 1)[1].rsplit(" (", 1)[0]: line.split(":")[0] for line in request.user.splitlines()
+               if line.startswith("m")}  # fmt: skip
+        if "Lives in Berlin" in ids and "Moved to Lisbon" in ids:
+            return {"merges": [], "supersedes": [{"old": ids["Lives in Berlin"], "new": ids["Moved to Lisbon"]}]}
+        return {"merges": [], "supersedes": []}
+
+    answers = {"consolidation": judge, "summary": {"summary": "Ana moved and planned a trip."}, "profile": {}}
+    llm = FakeLLM(
+        default=lambda r: answers[r.schema_name](r) if callable(answers[r.schema_name]) else answers[r.schema_name]
+    )
+    app, url, admin, _, _ = server
+    clock = FrozenClock(T0)
+    config = {"consolidation": {"llm_cosine": 0.0, "min_episode": 3}}
+    with Memory(path=tmp_path / "llm.db", embedder=HashEmbedder(), clock=clock, llm=llm, config=config) as memory:
+        for text in ("Lives in Berlin", "Booked a flight", "Packed the bags", "Moved to Lisbon"):
+            memory.add(text, user_id=ACME, infer=False)
+            clock.advance(minutes=5)
+        clock.advance(hours=5)
+        idle = app.state.memlane.memory
+        app.state.memlane.use(memory)
+        try:
+            with MemoryClient(url, api_key=admin, retries=0) as client:
+                report = client.consolidate(user_id=ACME)
+                (gone,) = report["superseded"]
+                (summary,) = report["summaries"]
+                assert gone["memory"] == "Lives in Berlin" and summary["memory"] == "Ana moved and planned a trip."
+                item = client.get(summary["id"] or "", include_sources=True)
+                assert item == memory.get(summary["id"] or "", include_sources=True)
+                assert [s.get("memory_id") for s in item["sources"]] == summary["sources"]
+                assert [e["event"] for e in client.history(gone["id"])] == ["ADD", "DELETE"]
+                with pytest.raises(MemoryNotFound):
+                    client.get(gone["id"])
+        finally:
+            app.state.memlane.use(idle)
