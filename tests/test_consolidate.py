@@ -203,6 +203,10 @@ def test_a_cap_archives_the_least_retrieved_first(make: Callable[..., Memory], c
     assert sorted(a["id"] for a in report["archived"]) == sorted(ids[3:])
     assert {a["reason"] for a in report["archived"]} == {"cap"}
     assert len(texts(m)) == 3 and m.consolidate(user_id="alice")["archived"] == []
+    clock.advance(minutes=1)
+    m.restore(ids[4])  # wanted back: it counts as retrieved now, later than the others were
+    (again,) = m.consolidate(user_id="alice")["archived"]
+    assert again["id"] in ids[:3] and again["reason"] == "cap"
 
 
 def test_retrievals_are_counted_and_idle_memories_sink(make: Callable[..., Memory], clock: FrozenClock) -> None:

@@ -430,12 +430,17 @@ class ConsolidationMethods(ProfileMethods):
     def restore(self, memory_id: str) -> MemoryItem:
         """Bring an archived or merged memory back into search (history records an ADD).
 
+        Someone wanted it back: it counts as retrieved now, so a cap does not archive it again
+        before memories nobody asked for, and a memory merged once is never merged again.
+
         Raises:
             MemoryNotFound: no memory has this id.
             InvalidRequest: it is active already, or an active memory of its scope has its text.
         """
         check_text(memory_id, "memory_id")
         store = self._open()
-        restored = store.restore(memory_id, self._now())
+        now = self._now()
+        restored = store.restore(memory_id, now)
+        self._access.note([memory_id], now)
         item: MemoryItem = restored.to_item()
         return item
