@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -117,16 +118,23 @@ def _insert(db: psycopg.Connection[Any], table: str, records: Sequence[Mapping[s
 
 @pytest.fixture(scope="module")
 def db(postgres_server: LocalPostgres) -> Iterator[psycopg.Connection[Any]]:
+    # A name of its own, dropped afterwards: with --dist worksteal a worker may set this module
+    # fixture up twice (its tests resumed after another module's), and the session server stays.
+    name = f"filters_pg_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_server.url, autocommit=True) as admin:
         # lower() folds É and İ under this locale: icontains must fold ASCII only all the same.
         admin.execute(
-            "CREATE DATABASE filters_pg LOCALE_PROVIDER builtin BUILTIN_LOCALE 'PG_UNICODE_FAST' TEMPLATE template0"
+            f"CREATE DATABASE {name} LOCALE_PROVIDER builtin BUILTIN_LOCALE 'PG_UNICODE_FAST' TEMPLATE template0"
         )
-    with psycopg.connect(postgres_server.database_url("filters_pg"), autocommit=True) as conn:
-        conn.execute(_DDL.format("mem"))
-        conn.execute(_DDL.format("prop"))
-        _insert(conn, "mem", RECORDS)
-        yield conn
+    try:
+        with psycopg.connect(postgres_server.database_url(name), autocommit=True) as conn:
+            conn.execute(_DDL.format("mem"))
+            conn.execute(_DDL.format("prop"))
+            _insert(conn, "mem", RECORDS)
+            yield conn
+    finally:
+        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _pg_ids(db: psycopg.Connection[Any], node: Node, table: str = "mem") -> set[str]:
