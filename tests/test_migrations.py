@@ -70,6 +70,14 @@ def test_version_1_file_migrates_and_keeps_memories(tmp_path: Path, monkeypatch:
         assert versions == [v for v, _, _ in sqlite_schema.MIGRATIONS]
 
 
+def store_maker(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[], Store]:
+    """``make()``: a new handle on one store of ``backend`` (a file, or a fresh PostgreSQL database)."""
+    if backend == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "old.db", busy_timeout=5.0, durability="normal")
+    url: str = request.getfixturevalue("postgres_url")
+    return lambda: PostgresStore(url, min_size=1, max_size=2, timeout=10.0)
+
+
 def write_old(store: Store, rows: list[NewMemory], now: datetime) -> None:
     """Write rows and their ADD events as a store of an older schema holds them: with the SQL
     every schema since 2 shares (today's ``insert`` reads columns an old schema lacks)."""
@@ -93,12 +101,7 @@ def test_a_store_of_the_previous_version_gains_the_graph_tables(
     """A store written at schema 5 migrates to 6 once, keeps its memories, and then stores a graph."""
     schema = sqlite_schema if backend == "sqlite" else postgres_schema
     later = [v for v, _, _ in schema.MIGRATIONS if v >= GRAPH]
-    make: Callable[[], Store]
-    if backend == "sqlite":
-        make = lambda: SQLiteStore(tmp_path / "old.db", busy_timeout=5.0, durability="normal")  # noqa: E731
-    else:
-        url: str = request.getfixturevalue("postgres_url")
-        make = lambda: PostgresStore(url, min_size=1, max_size=2, timeout=10.0)  # noqa: E731
+    make = store_maker(backend, tmp_path, request)
     helpers = ContractHelpers()
     now = datetime(2026, 1, 1, tzinfo=UTC)
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[: GRAPH - 1])
@@ -139,12 +142,7 @@ def test_a_store_of_the_previous_version_gains_consolidation(
     then takes MERGE and ARCHIVE events, and a merged memory leaves the uniqueness of its text."""
     schema = sqlite_schema if backend == "sqlite" else postgres_schema
     assert schema.MIGRATIONS[-1][0] == CONSOLIDATION  # this test is about the newest migration
-    make: Callable[[], Store]
-    if backend == "sqlite":
-        make = lambda: SQLiteStore(tmp_path / "old.db", busy_timeout=5.0, durability="normal")  # noqa: E731
-    else:
-        url: str = request.getfixturevalue("postgres_url")
-        make = lambda: PostgresStore(url, min_size=1, max_size=2, timeout=10.0)  # noqa: E731
+    make = store_maker(backend, tmp_path, request)
     helpers = ContractHelpers()
     now = datetime(2026, 1, 1, tzinfo=UTC)
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[: CONSOLIDATION - 1])

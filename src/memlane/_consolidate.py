@@ -23,6 +23,7 @@ slowly, never vanish.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -35,7 +36,6 @@ import numpy as np
 from memlane._graph_api import verbatim_mentions
 from memlane._indexing import index_texts
 from memlane._profiles import ProfileMethods, an_object
-from memlane.config import MemoryConfig
 from memlane.core.consolidate import (
     ConsolidationSettings,
     Row,
@@ -59,9 +59,9 @@ from memlane.core.ranking import Scored
 from memlane.core.records import NewMemory, StoredMemory
 from memlane.core.scope import resolve_scope
 from memlane.core.text import content_hash
-from memlane.errors import InvalidRequest, LLMOutputError
-from memlane.pipeline import FactPipeline, UsageMeter
-from memlane.protocols import LLM, Embedder, Store
+from memlane.errors import InvalidRequest, LLMOutputError, MemlaneError
+from memlane.pipeline import FactPipeline
+from memlane.protocols import Store
 from memlane.types import (
     ArchiveItem,
     ConsolidationReport,
@@ -74,6 +74,8 @@ from memlane.types import (
 )
 
 __all__ = ["AccessLog", "ConsolidationMethods"]
+
+log = logging.getLogger("memlane")
 
 # Search statistics are written at most this often (or when this many memories wait): a search
 # stays a read, and a crash loses at most a few seconds of counts, never a memory.
@@ -170,22 +172,10 @@ def _similar_groups(rows: Sequence[Row], threshold: float, size: int = 5) -> lis
 
 
 class ConsolidationMethods(ProfileMethods):
-    """Consolidation on ``Memory``; ``Memory`` supplies the store, models, clock and config."""
+    """Consolidation on ``Memory``; ``Memory`` supplies the store, models, clock and config (the
+    declarations are :class:`ProfileMethods`')."""
 
-    config: MemoryConfig
-    _embedder: Embedder
-    _usage: UsageMeter
     _access: AccessLog
-
-    def _open(self) -> Store:
-        raise NotImplementedError  # Memory's
-
-    def _now(self) -> datetime:
-        raise NotImplementedError  # Memory's
-
-    @property
-    def llm(self) -> LLM | None:
-        raise NotImplementedError  # Memory's
 
     # -- access statistics -----------------------------------------------------------------------
     def _retrieved(self, memory_ids: Sequence[str]) -> None:
@@ -199,8 +189,10 @@ class ConsolidationMethods(ProfileMethods):
             return
         try:
             self._open().record_access(pending)
-        except Exception:
-            self._access.give_back(pending)  # statistics wait; the search itself has succeeded
+        except MemlaneError as exc:
+            # Statistics wait for the next flush; the search itself has succeeded.
+            log.warning("search statistics not written yet (%s); kept for the next try", exc)
+            self._access.give_back(pending)
 
     def _decay(self, store: Store, ranked: list[Scored], limit: int) -> tuple[list[Scored], dict[int, StoredMemory]]:
         """Scores times each memory's decay factor (idle since its last change or retrieval), and
